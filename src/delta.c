@@ -1,0 +1,516 @@
+/*
+** delta.c: one transaction's ordered write set.
+**
+** The delta maps an encoded key (pns 0 sns 0 key) to the transaction's
+** last word on it: PUT with a value, DEL, or NONE (a write that was undone).
+** Reads merge it over the tiers and COMMIT flushes it, so it must answer
+** point lookups, ordered scans in both directions and savepoint rollbacks,
+** and be thrown away in one go when the transaction ends.
+**
+** The trade-offs:
+**
+**   - A skip list, not a hash (FTS5's fts5_hash.c sorts at flush time) or a
+**     balanced tree: reads inside the transaction need ordered seeks at any
+**     moment, and a skip list gives O(log n) seek and insert with no
+**     rebalancing.  Level 0 also links backwards, so a descending scan costs
+**     O(1) per step like an ascending one.
+**
+**   - An arena: nodes, key copies and value copies are carved out of 64 KiB
+**     chunks (a large value gets a chunk of its own), so a row costs no
+**     malloc of its own and the whole delta is freed by walking the chunk
+**     list at reset.  Nothing is ever freed piecemeal: a value that is
+**     overwritten stays in the arena until reset.  That wastes memory when
+**     one transaction rewrites the same key many times, but it keeps every
+**     value pointer valid until reset and makes undo a pointer copy.
+**
+**   - Entries are never unlinked while the transaction lives.  Undoing a
+**     write puts the entry back in its previous state, possibly TS_OP_NONE,
+**     which readers skip.  So an iterator (a pointer to an entry) held by a
+**     cursor stays valid across writes and ROLLBACK TO; only reset
+**     invalidates it, and reset bumps the generation so holders can tell.
+**
+**   - Undo costs nothing without savepoints.  Undo records (an entry and
+**     its previous state) are appended only while at least one savepoint
+**     mark exists, and the log is dropped when the last mark is released,
+**     so a plain transaction pays only for its entries.
+**
+** Savepoint levels follow SQLite's virtual table numbering (xSavepoint,
+** xRelease, xRollbackTo).  The marks form a stack of strictly increasing
+** levels, each remembering the undo-log length when it was set.
+*/
+#include <stdlib.h>
+#include <string.h>
+
+#include "tierstore_int.h"
+
+#define TS_DELTA_MAX_LEVEL  24            /* skip list height (p = 1/4) */
+#define TS_DELTA_CHUNK      (64 * 1024)   /* arena chunk payload */
+#define TS_DELTA_BIG        (TS_DELTA_CHUNK / 4) /* own chunk above this */
+#define TS_DELTA_ALIGN      (_Alignof(ts_delta_node)) /* node alignment */
+
+typedef struct ts_delta_node ts_delta_node;
+typedef struct ts_delta_chunk ts_delta_chunk;
+typedef struct ts_delta_undo ts_delta_undo;
+typedef struct ts_delta_mark ts_delta_mark;
+
+/* A skip list node.  The entry comes first so an entry pointer handed to a
+** caller converts back to its node by a cast. */
+struct ts_delta_node {
+  ts_delta_entry e;
+  ts_delta_node *prev;          /* level-0 backward link, NULL at the front */
+  ts_delta_node *next[];        /* forward links, one per level of the node */
+};
+
+/* One arena chunk; the payload follows the header. */
+struct ts_delta_chunk {
+  ts_delta_chunk *next;
+  size_t size;                  /* payload bytes */
+  size_t used;                  /* payload bytes handed out */
+  _Alignas(max_align_t) unsigned char data[];
+};
+
+/* An entry's state before a write, to put back on ROLLBACK TO. */
+struct ts_delta_undo {
+  ts_delta_node *node;
+  ts_op op;
+  int fresh;
+  uint64_t rowid;
+  ts_value value;
+};
+
+/* A savepoint mark: SQLite's level and the undo-log length when set. */
+struct ts_delta_mark {
+  int level;
+  size_t undo_pos;
+};
+
+struct ts_delta {
+  ts_delta_chunk *chunks;       /* arena; the first one is being filled */
+  ts_delta_node *head;          /* sentinel, TS_DELTA_MAX_LEVEL links */
+  ts_delta_node *tail;          /* last node, NULL when empty */
+  int level;                    /* levels in use, >= 1 */
+  uint64_t rng;                 /* xorshift64 state for node levels */
+  size_t count;                 /* entries whose op is not NONE */
+  size_t bytes;                 /* key and value bytes copied into the arena */
+  uint64_t generation;          /* bumped by reset */
+  uint64_t next_rowid;          /* provisional rowids handed out so far */
+  ts_delta_node **by_rowid;     /* [r - TS_ROWID_PROVISIONAL - 1] -> node */
+  size_t n_by_rowid;            /* slots allocated in by_rowid */
+  ts_delta_undo *undo;          /* undo log, kept only while marks exist */
+  size_t n_undo, cap_undo;
+  ts_delta_mark *marks;         /* stack, levels strictly increasing */
+  size_t n_marks, cap_marks;
+};
+
+/* Where zero-length TEXT/BLOB values point: the value is empty but its
+** pointer is not NULL, so an empty blob stays a blob and not a NULL. */
+static const unsigned char delta_empty[1] = {0};
+
+/* Array p of *pcap elements of size sz, grown (doubling, new elements
+** zeroed) to hold at least want >= 1 of them.  NULL when out of memory, p
+** then being left as it was. */
+static void *delta_grow(void *p, size_t *pcap, size_t sz, size_t want) {
+  size_t cap = *pcap ? *pcap : 8;
+  unsigned char *q;
+  while (cap < want) {
+    if (cap > ((size_t)-1 / 2) / sz) return NULL;
+    cap *= 2;
+  }
+  if (cap == *pcap) return p;
+  q = realloc(p, cap * sz);
+  if (q == NULL) return NULL;
+  memset(q + *pcap * sz, 0, (cap - *pcap) * sz);
+  *pcap = cap;
+  return q;
+}
+
+/* Carve n bytes aligned to align (a power of two) out of the arena: from
+** the current chunk if they fit, else from a new one.  NULL when out of
+** memory.  A request above TS_DELTA_BIG gets a chunk of its own, linked
+** behind the current one so the current one keeps filling. */
+static void *delta_alloc(ts_delta *d, size_t n, size_t align) {
+  ts_delta_chunk *c = d->chunks;
+  size_t size;
+  if (c != NULL) {
+    size_t at = (c->used + align - 1) & ~(align - 1);
+    if (at <= c->size && n <= c->size - at) {
+      c->used = at + n;
+      return c->data + at;
+    }
+  }
+  size = n > TS_DELTA_BIG ? n : TS_DELTA_CHUNK;
+  if (size > (size_t)-1 - sizeof(*c)) return NULL;
+  c = malloc(sizeof(*c) + size);
+  if (c == NULL) return NULL;
+  c->size = size;
+  c->used = n;
+  if (n > TS_DELTA_BIG && d->chunks != NULL) {
+    c->next = d->chunks->next;
+    d->chunks->next = c;
+  } else {
+    c->next = d->chunks;
+    d->chunks = c;
+  }
+  return c->data;
+}
+
+/* Free every arena chunk: the memory of all nodes, keys and values. */
+static void delta_arena_free(ts_delta *d) {
+  while (d->chunks != NULL) {
+    ts_delta_chunk *c = d->chunks;
+    d->chunks = c->next;
+    free(c);
+  }
+}
+
+/* Order of encoded keys: memcmp over the common length, then the shorter
+** (a prefix of the other) first.  This is LMDB's default key order. */
+static int delta_cmp(const unsigned char *a, size_t na,
+                     const unsigned char *b, size_t nb) {
+  int c = memcmp(a, b, na < nb ? na : nb);
+  if (c != 0) return c;
+  return na < nb ? -1 : (na > nb ? 1 : 0);
+}
+
+/* Height of a new node: 1, then one more with probability 1/4 each time.
+** A seeded xorshift64 keeps runs reproducible. */
+static int delta_random_level(ts_delta *d) {
+  int level = 1;
+  uint64_t x = d->rng;
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  d->rng = x;
+  while (level < TS_DELTA_MAX_LEVEL && (x & 3) == 0) {
+    level++;
+    x >>= 2;
+  }
+  return level;
+}
+
+/* Find key: fill upd[i] with the last node before key at each level (when
+** upd is not NULL) and return the node holding key, or NULL. */
+static ts_delta_node *delta_search(const ts_delta *d, const unsigned char *key,
+                                   size_t nkey, ts_delta_node **upd) {
+  ts_delta_node *x = d->head;
+  ts_delta_node *n;
+  int i;
+  for (i = d->level - 1; i >= 0; i--) {
+    while ((n = x->next[i]) != NULL &&
+           delta_cmp(n->e.key, n->e.nkey, key, nkey) < 0) {
+      x = n;
+    }
+    if (upd != NULL) upd[i] = x;
+  }
+  n = x->next[0];
+  if (n != NULL && delta_cmp(n->e.key, n->e.nkey, key, nkey) == 0) return n;
+  return NULL;
+}
+
+/* Link a new NONE entry for key (copied) after the nodes in upd, as found
+** by delta_search.  NULL when out of memory; the list is then unchanged. */
+static ts_delta_node *delta_insert(ts_delta *d, const unsigned char *key,
+                                   size_t nkey, ts_delta_node **upd) {
+  int level = delta_random_level(d);
+  ts_delta_node *n;
+  unsigned char *k;
+  int i;
+  n = delta_alloc(d, sizeof(*n) + (size_t)level * sizeof(n->next[0]),
+                  TS_DELTA_ALIGN);
+  k = n ? delta_alloc(d, nkey ? nkey : 1, 1) : NULL;
+  if (k == NULL) return NULL;
+  if (nkey) memcpy(k, key, nkey);
+  d->bytes += nkey;
+  memset(n, 0, sizeof(*n));
+  n->e.key = k;
+  n->e.nkey = nkey;
+  for (i = d->level; i < level; i++) upd[i] = d->head;
+  if (level > d->level) d->level = level;
+  for (i = 0; i < level; i++) {
+    n->next[i] = upd[i]->next[i];
+    upd[i]->next[i] = n;
+  }
+  n->prev = upd[0] == d->head ? NULL : upd[0];
+  if (n->next[0] != NULL) {
+    n->next[0]->prev = n;
+  } else {
+    d->tail = n;
+  }
+  return n;
+}
+
+/* Slot of provisional rowid r in by_rowid, or (size_t)-1 when r was not
+** handed out by this delta since the last reset. */
+static size_t delta_rowid_slot(const ts_delta *d, uint64_t r) {
+  if (r <= TS_ROWID_PROVISIONAL) return (size_t)-1;
+  if (r - TS_ROWID_PROVISIONAL > d->next_rowid) return (size_t)-1;
+  return (size_t)(r - TS_ROWID_PROVISIONAL - 1);
+}
+
+/* Make room for one more undo record when a mark exists, so the write that
+** follows cannot fail halfway. */
+static int delta_undo_reserve(ts_delta *d) {
+  ts_delta_undo *u;
+  if (d->n_marks == 0) return TS_OK;
+  u = delta_grow(d->undo, &d->cap_undo, sizeof(*u), d->n_undo + 1);
+  if (u == NULL) return TS_NOMEM;
+  d->undo = u;
+  return TS_OK;
+}
+
+/* Put node into state (op, fresh, rowid, v; v NULL clears the value).
+** With log set and a mark open, the old state goes to the undo log first
+** (room reserved by delta_undo_reserve); ROLLBACK TO passes log = 0.
+** Keeps the live count and the provisional rowid index in step. */
+static void delta_set(ts_delta *d, ts_delta_node *n, ts_op op, int fresh,
+                      uint64_t rowid, const ts_value *v, int log) {
+  size_t slot;
+  if (log && d->n_marks > 0) {
+    ts_delta_undo *u = &d->undo[d->n_undo++];
+    u->node = n;
+    u->op = n->e.op;
+    u->fresh = n->e.fresh;
+    u->rowid = n->e.rowid;
+    u->value = n->e.value;
+  }
+  if (n->e.op == TS_OP_NONE && op != TS_OP_NONE) d->count++;
+  if (n->e.op != TS_OP_NONE && op == TS_OP_NONE) d->count--;
+  n->e.op = op;
+  n->e.fresh = fresh;
+  n->e.rowid = rowid;
+  if (v != NULL) {
+    n->e.value = *v;
+  } else {
+    memset(&n->e.value, 0, sizeof(n->e.value));
+  }
+  slot = delta_rowid_slot(d, rowid);
+  if (op == TS_OP_PUT && fresh && slot < d->n_by_rowid) d->by_rowid[slot] = n;
+}
+
+/* Allocate a delta: an empty map with its head sentinel.  NULL when out of
+** memory. */
+ts_delta *ts_delta_new(void) {
+  ts_delta *d = calloc(1, sizeof(*d));
+  if (d == NULL) return NULL;
+  d->head = calloc(1, sizeof(*d->head) +
+                          TS_DELTA_MAX_LEVEL * sizeof(d->head->next[0]));
+  if (d->head == NULL) {
+    free(d);
+    return NULL;
+  }
+  d->level = 1;
+  d->rng = 0x9E3779B97F4A7C15ULL;
+  d->generation = 1;
+  return d;
+}
+
+/* Free d and everything it holds.  NULL is a no-op. */
+void ts_delta_free(ts_delta *d) {
+  if (d == NULL) return;
+  delta_arena_free(d);
+  free(d->head);
+  free(d->by_rowid);
+  free(d->undo);
+  free(d->marks);
+  free(d);
+}
+
+/* Discard every entry, mark and provisional rowid at the end of a
+** transaction; the arena is freed, the arrays keep their capacity. */
+void ts_delta_reset(ts_delta *d) {
+  delta_arena_free(d);
+  memset(d->head->next, 0, TS_DELTA_MAX_LEVEL * sizeof(d->head->next[0]));
+  d->tail = NULL;
+  d->level = 1;
+  d->count = 0;
+  d->bytes = 0;
+  d->generation++;
+  d->next_rowid = 0;
+  if (d->n_by_rowid) {
+    memset(d->by_rowid, 0, d->n_by_rowid * sizeof(*d->by_rowid));
+  }
+  d->n_undo = 0;
+  d->n_marks = 0;
+}
+
+/* The generation: a cursor holding an entry compares it to know whether a
+** reset freed that entry since. */
+uint64_t ts_delta_generation(const ts_delta *d) {
+  return d->generation;
+}
+
+/* Entries that say something (op PUT or DEL). */
+size_t ts_delta_count(const ts_delta *d) {
+  return d->count;
+}
+
+/* Key and value bytes copied into the arena since the last reset.  An
+** approximation of the memory held: it counts values that were overwritten
+** or undone (the arena keeps them until reset) and leaves out node headers
+** and alignment padding. */
+size_t ts_delta_bytes(const ts_delta *d) {
+  return d->bytes;
+}
+
+/* Record a PUT of key with value v, both copied.  A PUT over a fresh PUT
+** stays fresh with the entry's rowid: the key is still new to the store. */
+int ts_delta_put(ts_delta *d, const unsigned char *key, size_t nkey,
+                 const ts_value *v, uint64_t rowid, int fresh) {
+  ts_delta_node *upd[TS_DELTA_MAX_LEVEL];
+  ts_delta_node *n = delta_search(d, key, nkey, upd);
+  ts_value val = *v;
+  size_t slot;
+  int rc;
+  if (n != NULL && n->e.op == TS_OP_PUT && n->e.fresh) {
+    fresh = 1;
+    rowid = n->e.rowid;
+  }
+  fresh = fresh != 0;
+  slot = delta_rowid_slot(d, rowid);
+  rc = delta_undo_reserve(d);
+  if (rc != TS_OK) return rc;
+  if (fresh && slot != (size_t)-1) {
+    ts_delta_node **a = delta_grow(d->by_rowid, &d->n_by_rowid, sizeof(*a),
+                                   slot + 1);
+    if (a == NULL) return TS_NOMEM;
+    d->by_rowid = a;
+  }
+  if (val.type == TS_TEXT || val.type == TS_BLOB) {
+    if (val.n == 0) {
+      val.p = delta_empty;
+    } else {
+      void *p = delta_alloc(d, val.n, 1);
+      if (p == NULL) return TS_NOMEM;
+      memcpy(p, v->p, val.n);
+      val.p = p;
+      d->bytes += val.n;
+    }
+  } else {
+    val.p = NULL;
+    val.n = 0;
+  }
+  if (n == NULL && (n = delta_insert(d, key, nkey, upd)) == NULL) {
+    return TS_NOMEM;
+  }
+  delta_set(d, n, TS_OP_PUT, fresh, rowid, &val, 1);
+  return TS_OK;
+}
+
+/* Record a DELETE of key: the entry drops its value, freshness and rowid. */
+int ts_delta_del(ts_delta *d, const unsigned char *key, size_t nkey) {
+  ts_delta_node *upd[TS_DELTA_MAX_LEVEL];
+  ts_delta_node *n = delta_search(d, key, nkey, upd);
+  int rc = delta_undo_reserve(d);
+  if (rc != TS_OK) return rc;
+  if (n == NULL && (n = delta_insert(d, key, nkey, upd)) == NULL) {
+    return TS_NOMEM;
+  }
+  delta_set(d, n, TS_OP_DEL, 0, 0, NULL, 1);
+  return TS_OK;
+}
+
+/* The entry for key when it says something, else NULL (the caller then
+** asks the tiers). */
+const ts_delta_entry *ts_delta_get(const ts_delta *d, const unsigned char *key,
+                                   size_t nkey) {
+  const ts_delta_node *n = delta_search(d, key, nkey, NULL);
+  return n != NULL && n->e.op != TS_OP_NONE ? &n->e : NULL;
+}
+
+/* Hand out the next provisional rowid.  ROLLBACK TO does not take it back,
+** so a rowid is never given to two rows of one transaction. */
+uint64_t ts_delta_new_rowid(ts_delta *d) {
+  return TS_ROWID_PROVISIONAL + ++d->next_rowid;
+}
+
+/* The live fresh PUT holding provisional rowid, or NULL.  Only rowids this
+** delta handed out are indexed.  The index may point at an entry that was
+** deleted or undone since, so check it. */
+const ts_delta_entry *ts_delta_by_rowid(const ts_delta *d, uint64_t rowid) {
+  size_t slot = delta_rowid_slot(d, rowid);
+  const ts_delta_node *n;
+  if (slot >= d->n_by_rowid) return NULL;
+  n = d->by_rowid[slot];
+  if (n == NULL || n->e.op != TS_OP_PUT || !n->e.fresh || n->e.rowid != rowid) {
+    return NULL;
+  }
+  return &n->e;
+}
+
+/* Drop the marks at level >= level; the undo log goes with the last one. */
+static void delta_marks_drop(ts_delta *d, int level) {
+  while (d->n_marks > 0 && d->marks[d->n_marks - 1].level >= level) {
+    d->n_marks--;
+  }
+  if (d->n_marks == 0) d->n_undo = 0;
+}
+
+/* xSavepoint: open savepoint level, replacing any at that level or above.
+** TS_NOMEM leaves the marks as they were. */
+int ts_delta_savepoint(ts_delta *d, int level) {
+  size_t keep = d->n_marks;
+  ts_delta_mark *m;
+  while (keep > 0 && d->marks[keep - 1].level >= level) keep--;
+  m = delta_grow(d->marks, &d->cap_marks, sizeof(*m), keep + 1);
+  if (m == NULL) return TS_NOMEM;
+  d->marks = m;
+  delta_marks_drop(d, level);
+  d->marks[d->n_marks].level = level;
+  d->marks[d->n_marks].undo_pos = d->n_undo;
+  d->n_marks++;
+  return TS_OK;
+}
+
+/* xRelease: keep the writes since savepoint level, forget its mark and the
+** marks above it. */
+void ts_delta_release(ts_delta *d, int level) {
+  delta_marks_drop(d, level);
+}
+
+/* xRollbackTo: undo the writes since savepoint level (the oldest mark at
+** or above it), newest first.  Savepoint level stays open at that point;
+** the marks above it go.  Never allocates, so it cannot fail. */
+void ts_delta_rollback_to(ts_delta *d, int level) {
+  size_t i = 0;
+  size_t pos;
+  while (i < d->n_marks && d->marks[i].level < level) i++;
+  if (i == d->n_marks) return;
+  pos = d->marks[i].undo_pos;
+  while (d->n_undo > pos) {
+    const ts_delta_undo *u = &d->undo[--d->n_undo];
+    delta_set(d, u->node, u->op, u->fresh, u->rowid, &u->value, 0);
+  }
+  d->marks[i].level = level;
+  d->n_marks = i + 1;
+}
+
+/* First entry with key >= k (desc=0) or last entry with key <= k (desc=1);
+** k == NULL means the first / last entry.  NONE entries are included. */
+const ts_delta_entry *ts_delta_seek(const ts_delta *d, const unsigned char *k,
+                                    size_t nk, int desc) {
+  const ts_delta_node *x = d->head;
+  const ts_delta_node *n;
+  int i;
+  if (k == NULL) {
+    n = desc ? d->tail : d->head->next[0];
+    return n ? &n->e : NULL;
+  }
+  for (i = d->level - 1; i >= 0; i--) {
+    while ((n = x->next[i]) != NULL &&
+           delta_cmp(n->e.key, n->e.nkey, k, nk) < (desc ? 1 : 0)) {
+      x = n;
+    }
+  }
+  if (desc) return x == d->head ? NULL : &x->e;
+  n = x->next[0];
+  return n ? &n->e : NULL;
+}
+
+/* The entry after e (desc=0) or before it (desc=1), or NULL at the end. */
+const ts_delta_entry *ts_delta_step(const ts_delta *d,
+                                    const ts_delta_entry *e, int desc) {
+  const ts_delta_node *n = (const ts_delta_node *)e;
+  (void)d;
+  n = desc ? n->prev : n->next[0];
+  return n ? &n->e : NULL;
+}

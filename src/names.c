@@ -1,0 +1,196 @@
+/*
+** names.c: the name rules (names=ldk, names=any; SPEC 3) and the ordered
+** key encoding "pns 0x00 sns 0x00 key" that every tier stores.
+**
+** Names never hold a 0x00 byte (ldk forbids it with every other byte
+** outside [A-Za-z0-9_-], any forbids it explicitly), so the separator sorts
+** below every name byte and memcmp order of encodings is (pns, sns, key)
+** tuple order, each name compared bytewise, shorter prefix first.
+*/
+#include "tierstore_int.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* At most this many characters of a name are shown in a message. */
+#define TS_NAME_SHOW_MAX 60
+
+/* ldk names always fit LMDB's key limit, so only names=any checks sizes. */
+_Static_assert(3 * TS_LDK_NAME_MAX + 2 <= TS_ENC_KEY_MAX,
+               "ldk names must always fit the encoded key limit");
+_Static_assert(2 * TS_LDK_NAME_MAX + 2 <= TS_ENC_NS_MAX,
+               "ldk namespaces must always fit the encoded namespace limit");
+
+/* A quoted name fits: TS_NAME_SHOW_MAX characters plus "..." and NUL. */
+typedef struct ts_shown { char z[TS_NAME_SHOW_MAX + 4]; } ts_shown;
+
+/* Render nm as printable ASCII for a message: bytes outside 0x20..0x7e,
+** '\\' and '\'' become \xNN; past TS_NAME_SHOW_MAX characters, "...". */
+static ts_shown ts_name_show(ts_name nm) {
+  static const char hex[] = "0123456789abcdef";
+  ts_shown s;
+  size_t i, o = 0;
+
+  for (i = 0; i < nm.n; i++) {
+    unsigned char c = (unsigned char)nm.p[i];
+    int plain = c >= 0x20 && c < 0x7f && c != '\\' && c != '\'';
+    size_t need = plain ? 1 : 4;
+    if (o + need > TS_NAME_SHOW_MAX) {
+      memcpy(&s.z[o], "...", 3);
+      o += 3;
+      break;
+    }
+    if (plain) {
+      s.z[o++] = (char)c;
+    } else {
+      s.z[o++] = '\\';
+      s.z[o++] = 'x';
+      s.z[o++] = hex[c >> 4];
+      s.z[o++] = hex[c & 0x0f];
+    }
+  }
+  s.z[o] = '\0';
+  return s;
+}
+
+/* True if c may appear in an ldk name: [A-Za-z0-9_-], ASCII only. */
+static int ts_ldk_char(unsigned char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+         (c >= '0' && c <= '9') || c == '_' || c == '-';
+}
+
+/* Check one column against the ldk rule: characters first, so a length
+** reported afterwards counts ASCII characters, not bytes of UTF-8. */
+static int ts_ldk_check(const char *col, ts_name nm, ts_err *err) {
+  size_t i;
+  for (i = 0; i < nm.n; i++) {
+    if (!ts_ldk_char((unsigned char)nm.p[i])) {
+      return ts_err_set(err, TS_CONSTRAINT,
+                        "%s '%s' breaks the ldk name rule: only A-Z, a-z, "
+                        "0-9, '_' and '-' are allowed",
+                        col, ts_name_show(nm).z);
+    }
+  }
+  if (nm.n > TS_LDK_NAME_MAX) {
+    return ts_err_set(err, TS_CONSTRAINT,
+                      "%s is %zu characters; the ldk name rule allows at "
+                      "most %d",
+                      col, nm.n, TS_LDK_NAME_MAX);
+  }
+  return TS_OK;
+}
+
+/* Check one column against the any rule: no NUL byte (the separator of
+** the key encoding). */
+static int ts_any_check(const char *col, ts_name nm, ts_err *err) {
+  if (nm.n > 0 && memchr(nm.p, 0, nm.n) != NULL) {
+    return ts_err_set(err, TS_CONSTRAINT,
+                      "%s '%s' breaks the any name rule: NUL bytes are not "
+                      "allowed",
+                      col, ts_name_show(nm).z);
+  }
+  return TS_OK;
+}
+
+/* Check that the encoding of (pns, sns, key) fits LMDB's key limit, and its
+** namespace part leaves room for the rowid of the creation index. */
+static int ts_any_sizes(ts_name pns, ts_name sns, ts_name key, ts_err *err) {
+  unsigned long long ns = (unsigned long long)pns.n + sns.n + 2;
+  unsigned long long all = ns + key.n;
+  if (ns > TS_ENC_NS_MAX) {
+    return ts_err_set(err, TS_CONSTRAINT,
+                      "primary_namespace and secondary_namespace encode to "
+                      "%llu bytes; at most %d fit LMDB's %d-byte key limit "
+                      "(names=any)",
+                      ns, TS_ENC_NS_MAX, TS_LMDB_KEY_MAX);
+  }
+  if (all > TS_ENC_KEY_MAX) {
+    return ts_err_set(err, TS_CONSTRAINT,
+                      "encoded key is %llu bytes; LMDB allows at most %d "
+                      "(names=any)",
+                      all, TS_ENC_KEY_MAX);
+  }
+  return TS_OK;
+}
+
+/* Check (pns, sns, key) against the rule; the first broken rule, in column
+** order, fails with TS_CONSTRAINT and a message naming column and rule. */
+int ts_names_check(ts_names_rule rule, ts_name pns, ts_name sns, ts_name key,
+                   ts_err *err) {
+  int (*col_check)(const char *, ts_name, ts_err *) =
+      rule == TS_NAMES_ANY ? ts_any_check : ts_ldk_check;
+  int rc = col_check("primary_namespace", pns, err);
+  if (rc == TS_OK) rc = col_check("secondary_namespace", sns, err);
+  if (rc == TS_OK) rc = col_check("key", key, err);
+  if (rc != TS_OK) return rc;
+
+  if (key.n == 0) {
+    return ts_err_set(err, TS_CONSTRAINT, "key must not be empty");
+  }
+  if (sns.n > 0 && pns.n == 0) {
+    return ts_err_set(err, TS_CONSTRAINT,
+                      "secondary_namespace '%s' needs a non-empty "
+                      "primary_namespace",
+                      ts_name_show(sns).z);
+  }
+  if (rule == TS_NAMES_ANY) rc = ts_any_sizes(pns, sns, key, err);
+  return rc;
+}
+
+/* Append nm to out (nothing for an empty name, whose p may be NULL);
+** returns the number of bytes written. */
+static size_t ts_name_put(ts_name nm, unsigned char *out) {
+  if (nm.n > 0) memcpy(out, nm.p, nm.n);
+  return nm.n;
+}
+
+/* Encode (pns, sns, key) as "pns 0x00 sns 0x00 key" into out, which holds
+** n(pns)+n(sns)+n(key)+2 bytes; returns the encoded length. */
+size_t ts_key_encode(ts_name pns, ts_name sns, ts_name key,
+                     unsigned char *out) {
+  size_t n = ts_prefix_encode(pns, &sns, out);
+  return n + ts_name_put(key, out + n);
+}
+
+/* Encode the prefix shared by every key of a namespace: "pns 0x00" for a
+** whole primary namespace (sns NULL), "pns 0x00 sns 0x00" for one pair. */
+size_t ts_prefix_encode(ts_name pns, const ts_name *sns, unsigned char *out) {
+  size_t n = ts_name_put(pns, out);
+  out[n++] = 0;
+  if (sns != NULL) {
+    n += ts_name_put(*sns, out + n);
+    out[n++] = 0;
+  }
+  return n;
+}
+
+/* Split enc at its first two 0x00 bytes into names pointing into enc;
+** TS_CORRUPT when it holds fewer than two separators. */
+int ts_key_decode(const unsigned char *enc, size_t n, ts_name *pns,
+                  ts_name *sns, ts_name *key) {
+  size_t ns = ts_key_ns_len(enc, n);
+  const unsigned char *sep;
+
+  if (ns == 0) return TS_CORRUPT;
+  sep = memchr(enc, 0, n);
+  pns->p = (const char *)enc;
+  pns->n = (size_t)(sep - enc);
+  sns->p = (const char *)sep + 1;
+  sns->n = ns - pns->n - 2;
+  key->p = (const char *)enc + ns;
+  key->n = n - ns;
+  return TS_OK;
+}
+
+/* Length of the namespace part "pns 0x00 sns 0x00" of enc (where its
+** second separator ends), or 0 when enc holds fewer than two separators. */
+size_t ts_key_ns_len(const unsigned char *enc, size_t n) {
+  const unsigned char *sep1, *sep2;
+
+  if (n == 0) return 0;
+  sep1 = memchr(enc, 0, n);
+  if (sep1 == NULL) return 0;
+  sep2 = memchr(sep1 + 1, 0, n - (size_t)(sep1 + 1 - enc));
+  if (sep2 == NULL) return 0;
+  return (size_t)(sep2 + 1 - enc);
+}

@@ -1,0 +1,682 @@
+/*
+** tier_lmdb.c: one LMDB environment as a tierstore tier.
+**
+** Owns the process registry of open environments (LMDB forbids opening one
+** path twice in a process, so tables share a reference-counted handle keyed
+** by the directory's device and inode), the on-disk layout (named databases
+** and record encoding, see tierstore_int.h and the README), map growth, and
+** the flush of a frozen delta as one write transaction per commit.
+**
+** Map growth and remaps: LMDB may move the map when it grows.  Every access
+** to mapped memory holds env->map_lock shared; growth takes it exclusively
+** and bumps map_gen.  Cursors keep a copy of their key and re-seek when the
+** generation changed, so a long scan survives another thread's commit that
+** grew the map.  Writers of this process are serialized by write_mutex
+** (LMDB's own lock serializes them across processes).
+*/
+#include "tierstore_int.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct ts_env {
+  ts_env *next;                 /* registry list */
+  dev_t dev;
+  ino_t ino;
+  int refs;
+  char *path;
+  MDB_env *mdb;
+  MDB_dbi dbi_meta, dbi_data, dbi_created, dbi_rowids;
+  unsigned char store_id[TS_STORE_ID_BYTES];
+  pthread_rwlock_t map_lock;
+  pthread_mutex_t write_mutex;
+  uint64_t map_gen;             /* read and written under map_lock */
+};
+
+static pthread_mutex_t ts_registry_mutex = PTHREAD_MUTEX_INITIALIZER;
+static ts_env *ts_registry = NULL;
+
+#define TS_RECORD_HEADER 17     /* rowid(8) epoch(8) type(1) */
+#define TS_GROW_ATTEMPTS 40
+
+/* The dbi handle of a named database. */
+static MDB_dbi ts_env_dbi(const ts_env *env, ts_db_id db) {
+  switch (db) {
+    case TS_DB_CREATED: return env->dbi_created;
+    case TS_DB_ROWIDS: return env->dbi_rowids;
+    default: return env->dbi_data;
+  }
+}
+
+/* Fill err with an LMDB failure on this environment and return its code. */
+static int ts_env_fail(const ts_env *env, int rc, const char *what,
+                       ts_err *err) {
+  return ts_err_set(err, ts_err_from_lmdb(rc), "%s of LMDB environment '%s' failed: %s",
+                    what, env->path, mdb_strerror(rc));
+}
+
+/* Read a big-endian u64 metadata value; *found=0 when absent. */
+static int ts_meta_get_u64(MDB_txn *txn, const ts_env *env, const char *name,
+                           uint64_t *out, int *found) {
+  MDB_val k = {strlen(name), (void *)name}, v;
+  int rc = mdb_get(txn, env->dbi_meta, &k, &v);
+  *found = 0;
+  if (rc == MDB_NOTFOUND) return 0;
+  if (rc) return rc;
+  if (v.mv_size != 8) return MDB_CORRUPTED;
+  *out = ts_be64_get(v.mv_data);
+  *found = 1;
+  return 0;
+}
+
+/* Store a big-endian u64 metadata value. */
+static int ts_meta_put_u64(MDB_txn *txn, const ts_env *env, const char *name,
+                           uint64_t val) {
+  unsigned char buf[8];
+  MDB_val k = {strlen(name), (void *)name}, v = {8, buf};
+  ts_be64_put(buf, val);
+  return mdb_put(txn, env->dbi_meta, &k, &v, 0);
+}
+
+/* Open the named databases and create the metadata of a new store, or
+** check the format version and read the identity of an existing one. */
+static int ts_env_init_layout(ts_env *env, ts_err *err) {
+  MDB_txn *txn = NULL;
+  uint64_t version = 0;
+  int found = 0;
+  int rc = mdb_txn_begin(env->mdb, NULL, 0, &txn);
+  if (rc) return ts_env_fail(env, rc, "opening", err);
+  if (!rc) rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &env->dbi_meta);
+  if (!rc) rc = mdb_dbi_open(txn, "data", MDB_CREATE, &env->dbi_data);
+  if (!rc) rc = mdb_dbi_open(txn, "created", MDB_CREATE, &env->dbi_created);
+  if (!rc) rc = mdb_dbi_open(txn, "rowids", MDB_CREATE, &env->dbi_rowids);
+  if (!rc) rc = ts_meta_get_u64(txn, env, "format_version", &version, &found);
+  if (rc) {
+    mdb_txn_abort(txn);
+    return ts_env_fail(env, rc, "opening the databases", err);
+  }
+  if (!found) {
+    MDB_val k = {8, "store_id"}, v = {TS_STORE_ID_BYTES, env->store_id};
+    if (getrandom(env->store_id, TS_STORE_ID_BYTES, 0) != TS_STORE_ID_BYTES) {
+      mdb_txn_abort(txn);
+      return ts_err_set(err, TS_IOERR, "no random bytes for the store identity of '%s'",
+                        env->path);
+    }
+    rc = ts_meta_put_u64(txn, env, "format_version", TS_FORMAT_VERSION);
+    if (!rc) rc = mdb_put(txn, env->dbi_meta, &k, &v, 0);
+    if (!rc) rc = ts_meta_put_u64(txn, env, "last_epoch", 0);
+    if (!rc) rc = ts_meta_put_u64(txn, env, "next_rowid", 1);
+  } else if (version != TS_FORMAT_VERSION) {
+    mdb_txn_abort(txn);
+    return ts_err_set(err, TS_CORRUPT,
+                      "LMDB environment '%s' has format version %llu; this build reads %d",
+                      env->path, (unsigned long long)version, TS_FORMAT_VERSION);
+  } else {
+    MDB_val k = {8, "store_id"}, v;
+    rc = mdb_get(txn, env->dbi_meta, &k, &v);
+    if (!rc && v.mv_size != TS_STORE_ID_BYTES) rc = MDB_CORRUPTED;
+    if (!rc) memcpy(env->store_id, v.mv_data, TS_STORE_ID_BYTES);
+  }
+  if (rc) {
+    mdb_txn_abort(txn);
+    return ts_env_fail(env, rc, "initializing the metadata", err);
+  }
+  rc = mdb_txn_commit(txn);
+  if (rc) return ts_env_fail(env, rc, "initializing the metadata", err);
+  return TS_OK;
+}
+
+/* Free an environment handle that is not (or no longer) in the registry. */
+static void ts_env_destroy(ts_env *env) {
+  if (env->mdb) mdb_env_close(env->mdb);
+  pthread_rwlock_destroy(&env->map_lock);
+  pthread_mutex_destroy(&env->write_mutex);
+  free(env->path);
+  free(env);
+}
+
+/* Create and open a new environment handle for path. */
+static int ts_env_create(const char *path, const struct stat *st,
+                         size_t map_size, ts_env **out, ts_err *err) {
+  int dead = 0;
+  int rc;
+  ts_env *env = calloc(1, sizeof(*env));
+  if (!env || !(env->path = strdup(path))) {
+    free(env);
+    return ts_err_set(err, TS_NOMEM, "out of memory opening '%s'", path);
+  }
+  env->dev = st->st_dev;
+  env->ino = st->st_ino;
+  pthread_rwlock_init(&env->map_lock, NULL);
+  pthread_mutex_init(&env->write_mutex, NULL);
+  if (map_size < TS_MIN_MAP_SIZE) map_size = TS_MIN_MAP_SIZE;
+  rc = mdb_env_create(&env->mdb);
+  if (!rc) rc = mdb_env_set_maxdbs(env->mdb, 8);
+  if (!rc) rc = mdb_env_set_maxreaders(env->mdb, TS_MAX_READERS);
+  if (!rc) rc = mdb_env_set_mapsize(env->mdb, map_size);
+  if (!rc) rc = mdb_env_open(env->mdb, path, MDB_NOTLS, 0644);
+  if (rc) {
+    int code = ts_err_from_lmdb(rc);
+    if (code == TS_IOERR && (rc == ENOENT || rc == ENOTDIR)) code = TS_CANTOPEN;
+    ts_err_set(err, code, "cannot open LMDB environment '%s': %s", path,
+               mdb_strerror(rc));
+    ts_env_destroy(env);
+    return code;
+  }
+  mdb_reader_check(env->mdb, &dead);   /* clear slots of dead processes */
+  rc = ts_env_init_layout(env, err);
+  if (rc) {
+    ts_env_destroy(env);
+    return rc;
+  }
+  *out = env;
+  return TS_OK;
+}
+
+/* mkdir -p: create the missing directories of path, remembering how many
+** trailing components were new so a failed open can remove them again. */
+static int ts_dir_make(const char *path, int *ncreated, ts_err *err) {
+  char buf[4096];
+  size_t n = strlen(path);
+  *ncreated = 0;
+  if (n >= sizeof(buf)) return ts_err_set(err, TS_CANTOPEN, "path '%s' is too long", path);
+  memcpy(buf, path, n + 1);
+  for (size_t i = 1; i <= n; i++) {
+    if (buf[i] != '/' && buf[i] != 0) continue;
+    buf[i] = 0;
+    if (mkdir(buf, 0755) == 0) {
+      (*ncreated)++;
+    } else if (errno != EEXIST) {
+      int code = (errno == EACCES || errno == EROFS || errno == EPERM) ? TS_READONLY
+                 : errno == ENOSPC ? TS_FULL : TS_CANTOPEN;
+      return ts_err_set(err, code, "cannot create directory '%s': %s", buf, strerror(errno));
+    }
+    buf[i] = path[i];
+  }
+  return TS_OK;
+}
+
+/* Undo ts_dir_make: remove the LMDB files and the last ncreated directory
+** levels of path, deepest first. */
+static void ts_dir_unmake(const char *path, int ncreated) {
+  char buf[4096];
+  if (ncreated <= 0 || strlen(path) + 10 >= sizeof(buf)) return;
+  snprintf(buf, sizeof(buf), "%s/data.mdb", path);
+  unlink(buf);
+  snprintf(buf, sizeof(buf), "%s/lock.mdb", path);
+  unlink(buf);
+  snprintf(buf, sizeof(buf), "%s", path);
+  while (ncreated-- > 0) {
+    char *slash;
+    if (rmdir(buf) != 0) return;
+    slash = strrchr(buf, '/');
+    if (!slash || slash == buf) return;
+    *slash = 0;
+  }
+}
+
+/* Open path's environment (creating its directory) or share the one this
+** process has open already. */
+int ts_env_open(const char *path, size_t map_size, ts_env **out, ts_err *err) {
+  struct stat st;
+  ts_env *env;
+  int ncreated = 0;
+  int rc = ts_dir_make(path, &ncreated, err);
+  if (rc) return rc;
+  if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    ts_dir_unmake(path, ncreated);
+    return ts_err_set(err, TS_CANTOPEN, "LMDB environment directory '%s' is not a directory",
+                      path);
+  }
+  pthread_mutex_lock(&ts_registry_mutex);
+  for (env = ts_registry; env; env = env->next) {
+    if (env->dev == st.st_dev && env->ino == st.st_ino) break;
+  }
+  if (env) {
+    env->refs++;
+  } else {
+    rc = ts_env_create(path, &st, map_size, &env, err);
+    if (rc == TS_OK) {
+      env->refs = 1;
+      env->next = ts_registry;
+      ts_registry = env;
+    }
+  }
+  pthread_mutex_unlock(&ts_registry_mutex);
+  if (rc == TS_OK) *out = env;
+  else ts_dir_unmake(path, ncreated);
+  return rc;
+}
+
+/* Drop one reference; the last closes the LMDB environment. */
+void ts_env_close(ts_env *env) {
+  ts_env **pp;
+  if (!env) return;
+  pthread_mutex_lock(&ts_registry_mutex);
+  if (--env->refs > 0) {
+    pthread_mutex_unlock(&ts_registry_mutex);
+    return;
+  }
+  for (pp = &ts_registry; *pp && *pp != env; pp = &(*pp)->next) {
+  }
+  if (*pp) *pp = env->next;
+  pthread_mutex_unlock(&ts_registry_mutex);
+  ts_env_destroy(env);
+}
+
+const char *ts_env_path(const ts_env *env) { return env->path; }
+const unsigned char *ts_env_store_id(const ts_env *env) { return env->store_id; }
+
+/* Shared hold on mapped memory. */
+void ts_env_read_lock(ts_env *env) { pthread_rwlock_rdlock(&env->map_lock); }
+void ts_env_read_unlock(ts_env *env) { pthread_rwlock_unlock(&env->map_lock); }
+
+/* The current map generation; the caller holds the read lock. */
+uint64_t ts_env_map_generation(ts_env *env) { return env->map_gen; }
+
+/* Remap to at least want bytes (0: adopt the size another process set).
+** Called without the read lock; takes it exclusively. */
+static int ts_env_remap(ts_env *env, size_t want) {
+  MDB_envinfo info;
+  int rc = 0;
+  pthread_rwlock_wrlock(&env->map_lock);
+  mdb_env_info(env->mdb, &info);
+  if (want == 0 || info.me_mapsize < want) {
+    rc = mdb_env_set_mapsize(env->mdb, want);
+    env->map_gen++;
+  }
+  pthread_rwlock_unlock(&env->map_lock);
+  return rc;
+}
+
+/* Start or restart a read snapshot on the newest committed state. */
+int ts_snap_begin(ts_snap *s, ts_env *env, ts_err *err) {
+  for (int attempt = 0; attempt < TS_GROW_ATTEMPTS; attempt++) {
+    int rc;
+    if (s->live) ts_snap_end(s);
+    s->env = env;
+    ts_env_read_lock(env);
+    if (s->txn) {
+      rc = mdb_txn_renew(s->txn);
+    } else {
+      rc = mdb_txn_begin(env->mdb, NULL, MDB_RDONLY, &s->txn);
+      if (rc) s->txn = NULL;
+    }
+    ts_env_read_unlock(env);
+    if (rc == 0) {
+      s->live = 1;
+      return TS_OK;
+    }
+    if (rc != MDB_MAP_RESIZED) {
+      if (s->txn) {
+        mdb_txn_abort(s->txn);
+        s->txn = NULL;
+      }
+      return ts_env_fail(env, rc, "starting a read transaction", err);
+    }
+    rc = ts_env_remap(env, 0);
+    if (rc) return ts_env_fail(env, rc, "adopting the grown map size", err);
+  }
+  return ts_err_set(err, TS_IOERR, "LMDB environment '%s' kept resizing", env->path);
+}
+
+/* End the snapshot (reset: the handle is kept for renew). */
+void ts_snap_end(ts_snap *s) {
+  if (s->txn && s->live) mdb_txn_reset(s->txn);
+  s->live = 0;
+}
+
+/* Release the snapshot's transaction handle. */
+void ts_snap_free(ts_snap *s) {
+  if (s->txn) mdb_txn_abort(s->txn);
+  s->txn = NULL;
+  s->live = 0;
+}
+
+/* Decode a stored record (rowid, epoch, type, payload). */
+int ts_record_decode(const void *p, size_t n, ts_record *rec) {
+  const unsigned char *b = p;
+  if (n < TS_RECORD_HEADER) return TS_CORRUPT;
+  rec->rowid = ts_be64_get(b);
+  rec->epoch = ts_be64_get(b + 8);
+  memset(&rec->value, 0, sizeof(rec->value));
+  rec->value.type = b[16];
+  b += TS_RECORD_HEADER;
+  n -= TS_RECORD_HEADER;
+  switch (rec->value.type) {
+    case TS_INTEGER:
+      if (n != 8) return TS_CORRUPT;
+      rec->value.i = (int64_t)ts_be64_get(b);
+      return TS_OK;
+    case TS_FLOAT: {
+      uint64_t bits;
+      if (n != 8) return TS_CORRUPT;
+      bits = ts_be64_get(b);
+      memcpy(&rec->value.f, &bits, 8);
+      return TS_OK;
+    }
+    case TS_TEXT:
+    case TS_BLOB:
+      rec->value.p = b;
+      rec->value.n = n;
+      return TS_OK;
+    default:
+      return TS_CORRUPT;
+  }
+}
+
+/* Encoded size of a record holding value v. */
+static size_t ts_record_size(const ts_value *v) {
+  return TS_RECORD_HEADER +
+         ((v->type == TS_TEXT || v->type == TS_BLOB) ? v->n : 8);
+}
+
+/* Write a record into out (ts_record_size bytes). */
+static void ts_record_encode(unsigned char *out, uint64_t rowid, uint64_t epoch,
+                             const ts_value *v) {
+  ts_be64_put(out, rowid);
+  ts_be64_put(out + 8, epoch);
+  out[16] = (unsigned char)v->type;
+  out += TS_RECORD_HEADER;
+  if (v->type == TS_INTEGER) {
+    ts_be64_put(out, (uint64_t)v->i);
+  } else if (v->type == TS_FLOAT) {
+    uint64_t bits;
+    memcpy(&bits, &v->f, 8);
+    ts_be64_put(out, bits);
+  } else if (v->n) {
+    memcpy(out, v->p, v->n);
+  }
+}
+
+/* Point read of an encoded key in the snapshot. */
+int ts_snap_get(ts_snap *s, const unsigned char *key, size_t nkey,
+                ts_record *rec, ts_err *err) {
+  MDB_val k = {nkey, (void *)key}, v;
+  int rc = mdb_get(s->txn, s->env->dbi_data, &k, &v);
+  if (rc == MDB_NOTFOUND) return TS_NOTFOUND;
+  if (rc) return ts_env_fail(s->env, rc, "reading a key", err);
+  if (ts_record_decode(v.mv_data, v.mv_size, rec)) {
+    return ts_err_set(err, TS_CORRUPT, "damaged record in LMDB environment '%s'",
+                      s->env->path);
+  }
+  return TS_OK;
+}
+
+/* Encoded key of a committed rowid. */
+int ts_snap_key_by_rowid(ts_snap *s, uint64_t rowid, unsigned char *buf,
+                         size_t *n, ts_err *err) {
+  unsigned char rb[8];
+  MDB_val k = {8, rb}, v;
+  int rc;
+  ts_be64_put(rb, rowid);
+  rc = mdb_get(s->txn, s->env->dbi_rowids, &k, &v);
+  if (rc == MDB_NOTFOUND) return TS_NOTFOUND;
+  if (rc) return ts_env_fail(s->env, rc, "reading a rowid", err);
+  if (v.mv_size > TS_ENC_KEY_MAX) {
+    return ts_err_set(err, TS_CORRUPT, "damaged rowid index in LMDB environment '%s'",
+                      s->env->path);
+  }
+  memcpy(buf, v.mv_data, v.mv_size);
+  *n = v.mv_size;
+  return TS_OK;
+}
+
+/* Last committed epoch of the snapshot. */
+int ts_snap_last_epoch(ts_snap *s, uint64_t *epoch, ts_err *err) {
+  int found = 0;
+  int rc = ts_meta_get_u64(s->txn, s->env, "last_epoch", epoch, &found);
+  if (rc) return ts_env_fail(s->env, rc, "reading the last epoch", err);
+  if (!found) *epoch = 0;
+  return TS_OK;
+}
+
+/* Attach an LMDB cursor over db to the snapshot. */
+int ts_lcur_open(ts_lcur *c, ts_snap *s, ts_db_id db, ts_err *err) {
+  int rc;
+  memset(c, 0, sizeof(*c));
+  c->snap = s;
+  c->db = db;
+  rc = mdb_cursor_open(s->txn, ts_env_dbi(s->env, db), &c->cur);
+  if (rc) {
+    c->cur = NULL;
+    return ts_env_fail(s->env, rc, "opening a cursor", err);
+  }
+  return TS_OK;
+}
+
+/* Close the LMDB cursor. */
+void ts_lcur_close(ts_lcur *c) {
+  if (c->cur) mdb_cursor_close(c->cur);
+  c->cur = NULL;
+  c->valid = 0;
+}
+
+/* After a move: keep a copy of the key and the generation, or mark the
+** cursor exhausted on MDB_NOTFOUND. */
+static int ts_lcur_settle(ts_lcur *c, int rc, ts_err *err) {
+  if (rc == MDB_NOTFOUND) {
+    c->valid = 0;
+    return TS_OK;
+  }
+  if (rc) {
+    c->valid = 0;
+    return ts_env_fail(c->snap->env, rc, "moving a cursor", err);
+  }
+  if (c->k.mv_size > sizeof(c->kbuf)) {
+    c->valid = 0;
+    return ts_err_set(err, TS_CORRUPT, "oversized key in LMDB environment '%s'",
+                      c->snap->env->path);
+  }
+  memcpy(c->kbuf, c->k.mv_data, c->k.mv_size);
+  c->nkbuf = c->k.mv_size;
+  c->gen = c->snap->env->map_gen;
+  c->valid = 1;
+  return TS_OK;
+}
+
+/* Position on the first key >= k (asc) or the last key <= k (desc). */
+int ts_lcur_seek(ts_lcur *c, const unsigned char *k, size_t nk, int desc,
+                 ts_err *err) {
+  int rc;
+  if (!k) {
+    rc = mdb_cursor_get(c->cur, &c->k, &c->v, desc ? MDB_LAST : MDB_FIRST);
+    return ts_lcur_settle(c, rc, err);
+  }
+  c->k.mv_size = nk;
+  c->k.mv_data = (void *)k;
+  rc = mdb_cursor_get(c->cur, &c->k, &c->v, MDB_SET_RANGE);
+  if (desc) {
+    if (rc == MDB_NOTFOUND) {
+      rc = mdb_cursor_get(c->cur, &c->k, &c->v, MDB_LAST);
+    } else if (rc == 0) {
+      MDB_val want = {nk, (void *)k};
+      MDB_txn *txn = c->snap->txn;
+      if (mdb_cmp(txn, ts_env_dbi(c->snap->env, c->db), &c->k, &want) > 0) {
+        rc = mdb_cursor_get(c->cur, &c->k, &c->v, MDB_PREV);
+      }
+    }
+  }
+  return ts_lcur_settle(c, rc, err);
+}
+
+/* Re-seek the current key after a remap. */
+int ts_lcur_revalidate(ts_lcur *c, ts_err *err) {
+  int rc;
+  if (!c->valid || c->gen == c->snap->env->map_gen) return TS_OK;
+  rc = mdb_cursor_renew(c->snap->txn, c->cur);
+  if (rc) return ts_env_fail(c->snap->env, rc, "renewing a cursor", err);
+  c->k.mv_size = c->nkbuf;
+  c->k.mv_data = c->kbuf;
+  rc = mdb_cursor_get(c->cur, &c->k, &c->v, MDB_SET_KEY);
+  return ts_lcur_settle(c, rc, err);
+}
+
+/* Step one item forward (asc) or backward (desc). */
+int ts_lcur_step(ts_lcur *c, int desc, ts_err *err) {
+  int rc;
+  if (!c->valid) return TS_OK;
+  rc = ts_lcur_revalidate(c, err);
+  if (rc) return rc;
+  rc = mdb_cursor_get(c->cur, &c->k, &c->v, desc ? MDB_PREV : MDB_NEXT);
+  return ts_lcur_settle(c, rc, err);
+}
+
+/* Remove a key's creation-index and rowid-index entries. */
+static int ts_apply_unindex(ts_env *env, MDB_txn *txn, const unsigned char *key,
+                            size_t nkey, uint64_t rowid) {
+  unsigned char ck[TS_LMDB_KEY_MAX];
+  size_t ns = ts_key_ns_len(key, nkey);
+  MDB_val k;
+  int rc;
+  memcpy(ck, key, ns);
+  ts_be64_put(ck + ns, rowid);
+  k.mv_size = ns + 8;
+  k.mv_data = ck;
+  rc = mdb_del(txn, env->dbi_created, &k, NULL);
+  if (rc && rc != MDB_NOTFOUND) return rc;
+  k.mv_size = 8;
+  k.mv_data = ck + ns;
+  rc = mdb_del(txn, env->dbi_rowids, &k, NULL);
+  return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* Add a key's creation-index and rowid-index entries. */
+static int ts_apply_index(ts_env *env, MDB_txn *txn, const unsigned char *key,
+                          size_t nkey, uint64_t rowid) {
+  unsigned char ck[TS_LMDB_KEY_MAX];
+  size_t ns = ts_key_ns_len(key, nkey);
+  MDB_val k, v;
+  int rc;
+  memcpy(ck, key, ns);
+  ts_be64_put(ck + ns, rowid);
+  k.mv_size = ns + 8;
+  k.mv_data = ck;
+  v.mv_size = nkey - ns;
+  v.mv_data = (void *)(key + ns);
+  rc = mdb_put(txn, env->dbi_created, &k, &v, 0);
+  if (rc) return rc;
+  k.mv_size = 8;
+  k.mv_data = ck + ns;
+  v.mv_size = nkey;
+  v.mv_data = (void *)key;
+  return mdb_put(txn, env->dbi_rowids, &k, &v, MDB_APPEND);
+}
+
+/* Apply one delta entry inside the write transaction. */
+static int ts_apply_entry(ts_env *env, MDB_txn *txn, const ts_delta_entry *e,
+                          uint64_t epoch, uint64_t *next_rowid) {
+  MDB_val k = {e->nkey, (void *)e->key}, v;
+  ts_record old;
+  uint64_t rowid;
+  int exists;
+  int rc = mdb_get(txn, env->dbi_data, &k, &v);
+  if (rc && rc != MDB_NOTFOUND) return rc;
+  exists = (rc == 0);
+  if (exists && ts_record_decode(v.mv_data, v.mv_size, &old)) return MDB_CORRUPTED;
+  if (e->op == TS_OP_DEL) {
+    if (!exists) return 0;
+    rc = ts_apply_unindex(env, txn, e->key, e->nkey, old.rowid);
+    return rc ? rc : mdb_del(txn, env->dbi_data, &k, NULL);
+  }
+  if (exists && !e->fresh) {
+    rowid = old.rowid;
+  } else {
+    if (exists) {
+      rc = ts_apply_unindex(env, txn, e->key, e->nkey, old.rowid);
+      if (rc) return rc;
+    }
+    rowid = (*next_rowid)++;
+    rc = ts_apply_index(env, txn, e->key, e->nkey, rowid);
+    if (rc) return rc;
+  }
+  v.mv_size = ts_record_size(&e->value);
+  rc = mdb_put(txn, env->dbi_data, &k, &v, MDB_RESERVE);
+  if (rc) return rc;
+  ts_record_encode(v.mv_data, rowid, epoch, &e->value);
+  return 0;
+}
+
+/* Apply every entry of the delta, in key order, stamped with the next
+** epoch; the metadata records the epoch and the next creation number. */
+static int ts_apply_delta(ts_env *env, MDB_txn *txn, const ts_delta *d,
+                          uint64_t *epoch) {
+  uint64_t last = 0, next_rowid = 1;
+  int found;
+  int rc = ts_meta_get_u64(txn, env, "last_epoch", &last, &found);
+  if (!rc) rc = ts_meta_get_u64(txn, env, "next_rowid", &next_rowid, &found);
+  if (rc) return rc;
+  if (!found) next_rowid = 1;
+  *epoch = last + 1;
+  for (const ts_delta_entry *e = ts_delta_seek(d, NULL, 0, 0); e && !rc;
+       e = ts_delta_step(d, e, 0)) {
+    if (e->op != TS_OP_NONE) rc = ts_apply_entry(env, txn, e, *epoch, &next_rowid);
+  }
+  if (!rc) rc = ts_meta_put_u64(txn, env, "last_epoch", *epoch);
+  if (!rc) rc = ts_meta_put_u64(txn, env, "next_rowid", next_rowid);
+  return rc;
+}
+
+/* The map size to grow to after MDB_MAP_FULL while applying d. */
+static size_t ts_grow_target(ts_env *env, const ts_delta *d) {
+  MDB_envinfo info;
+  size_t cur, want;
+  mdb_env_info(env->mdb, &info);
+  cur = info.me_mapsize;
+  want = cur + 4 * ts_delta_bytes(d) + ((size_t)1 << 20);
+  if (want < 2 * cur) want = 2 * cur;
+  return (want + ((size_t)1 << 20) - 1) & ~(((size_t)1 << 20) - 1);
+}
+
+/* Flush a delta as one write transaction; grow and replay on map full. */
+int ts_env_apply(ts_env *env, const ts_delta *d, ts_durability dur,
+                 uint64_t *epoch, ts_err *err) {
+  unsigned flags = dur == TS_DURABLE ? 0 : MDB_NOMETASYNC;
+  int rc = 0;
+  pthread_mutex_lock(&env->write_mutex);
+  for (int attempt = 0; attempt < TS_GROW_ATTEMPTS; attempt++) {
+    MDB_txn *txn = NULL;
+    ts_env_read_lock(env);
+    rc = mdb_txn_begin(env->mdb, NULL, flags, &txn);
+    if (!rc) {
+      rc = ts_apply_delta(env, txn, d, epoch);
+      if (!rc) {
+        rc = mdb_txn_commit(txn);
+      } else {
+        mdb_txn_abort(txn);
+      }
+    }
+    ts_env_read_unlock(env);
+    if (rc == MDB_MAP_RESIZED) {
+      rc = ts_env_remap(env, 0);
+      if (rc) break;
+      continue;
+    }
+    if (rc != MDB_MAP_FULL) break;
+    rc = ts_env_remap(env, ts_grow_target(env, d));
+    if (rc) {
+      rc = MDB_MAP_FULL;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&env->write_mutex);
+  if (rc == MDB_MAP_FULL) {
+    return ts_err_set(err, TS_FULL, "LMDB environment '%s' is full and cannot grow its map",
+                      env->path);
+  }
+  if (rc) return ts_env_fail(env, rc, "committing to", err);
+  return TS_OK;
+}
+
+/* Flush the environment to stable storage. */
+int ts_env_sync(ts_env *env, ts_err *err) {
+  int rc = mdb_env_sync(env->mdb, 1);
+  if (rc) return ts_env_fail(env, rc, "syncing", err);
+  return TS_OK;
+}

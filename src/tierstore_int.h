@@ -1,0 +1,388 @@
+/*
+** tierstore engine: the internal API, grouped by the file that owns it.
+**
+** Everything under src/ is plain C + LMDB: no SQLite header may be
+** included here or in any src/ file.  The SQLite face (ext/) is the only
+** caller.  Every function that can fail returns a TS_* code and, when it
+** fails, fills a ts_err whose message starts with "tierstore: ".
+*/
+#ifndef TIERSTORE_INT_H
+#define TIERSTORE_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/**************************************************************************
+** Bounds, named once (DESIGN: "bounds are named constants in one place").
+*/
+#define TS_LDK_NAME_MAX     120          /* ldk rule: max characters per name */
+#define TS_LMDB_KEY_MAX     511          /* LMDB's compiled-in key limit */
+#define TS_ENC_KEY_MAX      TS_LMDB_KEY_MAX  /* encoded (pns,sns,key) limit */
+#define TS_ENC_NS_MAX       (TS_LMDB_KEY_MAX - 8) /* namespace part + rowid of
+                                           ** the creation index must fit */
+#define TS_ROWID_PROVISIONAL ((uint64_t)1 << 62) /* first provisional rowid */
+#define TS_FORMAT_VERSION   1            /* on-disk format version */
+#define TS_STORE_ID_BYTES   16           /* random store identity */
+#define TS_MAX_READERS      1022         /* LMDB reader slots per environment */
+#define TS_DEFAULT_MAP_SIZE ((size_t)64 << 20)
+#define TS_MIN_MAP_SIZE     ((size_t)64 << 10)
+
+/**************************************************************************
+** Result codes (err.c).  ext/ maps them to SQLite codes.
+*/
+#define TS_OK          0
+#define TS_ERROR       1   /* generic / misuse */
+#define TS_NOMEM       2
+#define TS_NOTFOUND    3   /* not an error: key or rowid absent */
+#define TS_CONSTRAINT  4   /* a name or value broke a rule */
+#define TS_UNIQUE      5   /* key exists already */
+#define TS_FULL        6   /* map full after growing, or disk full */
+#define TS_READONLY    7   /* permission denied on write */
+#define TS_CANTOPEN    8   /* cannot open / create an environment */
+#define TS_CORRUPT     9   /* damaged file */
+#define TS_IOERR       10  /* any other I/O or LMDB failure */
+
+typedef struct ts_err ts_err;
+struct ts_err {
+  int code;
+  char msg[640];
+};
+
+/* Set err->code and err->msg ("tierstore: " + formatted text); returns code. */
+int ts_err_set(ts_err *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Map an LMDB / errno error to a TS_* code (MDB_MAP_FULL, ENOSPC -> TS_FULL,
+** EACCES/EROFS/EPERM -> TS_READONLY, MDB_CORRUPTED/MDB_INVALID/
+** MDB_PAGE_NOTFOUND/MDB_VERSION_MISMATCH -> TS_CORRUPT, else TS_IOERR). */
+int ts_err_from_lmdb(int mdb_rc);
+
+/**************************************************************************
+** Values and names (names.c).
+*/
+/* Value types: the same numbers as SQLite's fundamental datatypes. */
+#define TS_INTEGER 1
+#define TS_FLOAT   2
+#define TS_TEXT    3
+#define TS_BLOB    4
+
+typedef struct ts_value ts_value;
+struct ts_value {
+  int type;           /* TS_INTEGER .. TS_BLOB */
+  int64_t i;          /* TS_INTEGER */
+  double f;           /* TS_FLOAT */
+  const void *p;      /* TS_TEXT / TS_BLOB bytes (not NUL-terminated) */
+  size_t n;           /* TS_TEXT / TS_BLOB length */
+};
+
+/* Big-endian 64-bit store/load: keys sort numerically, files are portable. */
+static inline void ts_be64_put(unsigned char *p, uint64_t v) {
+  for (int i = 7; i >= 0; i--, v >>= 8) p[i] = (unsigned char)(v & 0xff);
+}
+static inline uint64_t ts_be64_get(const unsigned char *p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++) v = (v << 8) | p[i];
+  return v;
+}
+
+/* A name: bytes plus length, never NUL-terminated. */
+typedef struct ts_name ts_name;
+struct ts_name {
+  const char *p;
+  size_t n;
+};
+
+typedef enum ts_names_rule { TS_NAMES_LDK = 0, TS_NAMES_ANY = 1 } ts_names_rule;
+
+/* Check (pns, sns, key) against the rule; on failure TS_CONSTRAINT with a
+** message naming the column and the rule it broke. */
+int ts_names_check(ts_names_rule rule, ts_name pns, ts_name sns, ts_name key,
+                   ts_err *err);
+
+/* Ordered key encoding: pns 0x00 sns 0x00 key.  Byte order of encodings is
+** (pns, sns, key) order.  out must hold n(pns)+n(sns)+n(key)+2 bytes;
+** returns the encoded length. */
+size_t ts_key_encode(ts_name pns, ts_name sns, ts_name key, unsigned char *out);
+/* Namespace prefix: "pns 0x00" (sns == NULL) or "pns 0x00 sns 0x00". */
+size_t ts_prefix_encode(ts_name pns, const ts_name *sns, unsigned char *out);
+/* Split an encoded key back into its names (pointers into enc).
+** TS_CORRUPT if it does not hold two separators. */
+int ts_key_decode(const unsigned char *enc, size_t n, ts_name *pns,
+                  ts_name *sns, ts_name *key);
+/* Length of the namespace part "pns 0 sns 0" of an encoded key. */
+size_t ts_key_ns_len(const unsigned char *enc, size_t n);
+
+/**************************************************************************
+** The delta (delta.c): one transaction's ordered write set.
+**
+** An ordered map (skip list, arena allocated) from encoded key to the
+** transaction's last word on that key.  Entries are never unlinked while
+** the transaction lives: undoing a write turns the entry back to
+** TS_OP_NONE, so iterators stay valid.  Savepoint marks record the undo-log
+** position; the undo log is kept only while at least one mark exists.
+*/
+typedef enum ts_op { TS_OP_NONE = 0, TS_OP_PUT = 1, TS_OP_DEL = 2 } ts_op;
+
+typedef struct ts_delta ts_delta;
+typedef struct ts_delta_entry ts_delta_entry;
+struct ts_delta_entry {
+  const unsigned char *key;  /* encoded key (arena) */
+  size_t nkey;
+  ts_op op;
+  int fresh;                 /* PUT creates the key anew: new creation number */
+  uint64_t rowid;            /* committed rowid kept, or provisional one */
+  ts_value value;            /* PUT: the value (bytes in the arena) */
+};
+
+ts_delta *ts_delta_new(void);
+void ts_delta_free(ts_delta *d);
+/* Discard every entry and mark; bumps the generation. */
+void ts_delta_reset(ts_delta *d);
+/* Generation: changes on reset, so iterators holding entries know to re-seek. */
+uint64_t ts_delta_generation(const ts_delta *d);
+/* Number of entries whose op is not NONE, and bytes of keys+values held. */
+size_t ts_delta_count(const ts_delta *d);
+size_t ts_delta_bytes(const ts_delta *d);
+
+/* Record a PUT of key (copied) with value (copied).  fresh is sticky: a PUT
+** over an entry that is a fresh PUT stays fresh and keeps its rowid. */
+int ts_delta_put(ts_delta *d, const unsigned char *key, size_t nkey,
+                 const ts_value *v, uint64_t rowid, int fresh);
+/* Record a DELETE of key. */
+int ts_delta_del(ts_delta *d, const unsigned char *key, size_t nkey);
+/* The entry for key, or NULL when the delta says nothing (absent or NONE). */
+const ts_delta_entry *ts_delta_get(const ts_delta *d, const unsigned char *key,
+                                   size_t nkey);
+/* Hand out the next provisional rowid (>= TS_ROWID_PROVISIONAL). */
+uint64_t ts_delta_new_rowid(ts_delta *d);
+/* The live fresh PUT entry holding provisional rowid, or NULL. */
+const ts_delta_entry *ts_delta_by_rowid(const ts_delta *d, uint64_t rowid);
+
+/* Savepoints, numbered as SQLite numbers them (xSavepoint/xRelease/
+** xRollbackTo). */
+int ts_delta_savepoint(ts_delta *d, int level);
+void ts_delta_release(ts_delta *d, int level);
+void ts_delta_rollback_to(ts_delta *d, int level);
+
+/* Ordered iteration over entries (including NONE ones: callers skip them).
+** An iterator is a pointer to an entry; NULL is the end. */
+/* First entry with key >= k (desc=0) or last entry with key <= k (desc=1);
+** k == NULL means the very first / very last. */
+const ts_delta_entry *ts_delta_seek(const ts_delta *d, const unsigned char *k,
+                                    size_t nk, int desc);
+/* Next entry in the given direction, or NULL. */
+const ts_delta_entry *ts_delta_step(const ts_delta *d,
+                                    const ts_delta_entry *e, int desc);
+
+/**************************************************************************
+** Router (router.c): which tier a key lives in.  Rules are "pns",
+** "pns/sns" or "pns/sns/key"; "ldk" is a preset.  With no rules every key
+** is primary.
+*/
+typedef enum ts_tier_id { TS_TIER_PRIMARY = 0, TS_TIER_EPHEMERAL = 1 } ts_tier_id;
+typedef struct ts_router ts_router;
+/* Parse a comma-separated rule list (NULL or "" = no rules). */
+int ts_router_new(const char *rules, ts_router **out, ts_err *err);
+void ts_router_free(ts_router *r);
+ts_tier_id ts_router_route(const ts_router *r, ts_name pns, ts_name sns,
+                           ts_name key);
+int ts_router_is_empty(const ts_router *r);
+
+#endif /* TIERSTORE_INT_H */
+
+/**************************************************************************
+** One LMDB environment (tier_lmdb.c).
+**
+** An environment is opened once per process and shared (LMDB forbids two
+** opens of one path in a process): a registry keyed by the directory's
+** device and inode hands out reference-counted ts_env handles.
+**
+** Named databases: "meta" (format_version, store_id, last_epoch,
+** next_rowid), "data" (encoded key -> record), "created" (namespace part +
+** rowid -> key name, for newest-first listings), "rowids" (rowid ->
+** encoded key).  A record is rowid(8, BE) epoch(8, BE) type(1) payload.
+**
+** The map can be remapped when it grows.  Every access to mapped memory
+** happens between ts_env_read_lock() and ts_env_read_unlock(); growth takes
+** the lock exclusively and bumps the map generation, after which LMDB
+** cursors re-seek (ts_lcur_revalidate) before use.
+*/
+#include <lmdb.h>
+
+typedef struct ts_env ts_env;
+
+typedef enum ts_durability {
+  TS_DURABLE = 0,   /* fsync data and meta at commit */
+  TS_WRITTEN = 1,   /* fsync data only; meta follows with the next commit */
+  TS_APPLIED = 2    /* in memory first (not available yet) */
+} ts_durability;
+
+/* A decoded record.  Byte pointers point into the map: valid while the
+** caller holds the read lock and the map generation is unchanged. */
+typedef struct ts_record ts_record;
+struct ts_record {
+  uint64_t rowid;
+  uint64_t epoch;
+  ts_value value;
+};
+
+/* Which named database a cursor walks. */
+typedef enum ts_db_id { TS_DB_DATA = 0, TS_DB_CREATED = 1, TS_DB_ROWIDS = 2 } ts_db_id;
+
+/* Open (or share) the environment in directory path, which must exist.
+** map_size is the initial map size when this process opens it first. */
+int ts_env_open(const char *path, size_t map_size, ts_env **out, ts_err *err);
+/* Drop one reference; the last one closes the environment. */
+void ts_env_close(ts_env *env);
+const char *ts_env_path(const ts_env *env);
+const unsigned char *ts_env_store_id(const ts_env *env);
+
+/* Shared access to mapped memory (see above). */
+void ts_env_read_lock(ts_env *env);
+void ts_env_read_unlock(ts_env *env);
+uint64_t ts_env_map_generation(ts_env *env);
+
+/* A read snapshot: one LMDB read transaction.  Begin, renew and get must
+** be called with the read lock held. */
+typedef struct ts_snap ts_snap;
+struct ts_snap {
+  ts_env *env;
+  MDB_txn *txn;      /* NULL until the first begin */
+  int live;          /* txn is active (not reset) */
+};
+/* Start (or restart) the snapshot on the newest committed state.
+** Called WITHOUT the read lock (it may have to adopt a resized map). */
+int ts_snap_begin(ts_snap *s, ts_env *env, ts_err *err);
+/* End the snapshot's transaction (keeps the handle for a cheap renew). */
+void ts_snap_end(ts_snap *s);
+/* Release everything. */
+void ts_snap_free(ts_snap *s);
+/* Point read of an encoded key: TS_OK or TS_NOTFOUND.  Lock held. */
+int ts_snap_get(ts_snap *s, const unsigned char *key, size_t nkey,
+                ts_record *rec, ts_err *err);
+/* Encoded key of a committed rowid into buf (TS_ENC_KEY_MAX bytes).
+** TS_OK or TS_NOTFOUND.  Lock held. */
+int ts_snap_key_by_rowid(ts_snap *s, uint64_t rowid, unsigned char *buf,
+                         size_t *n, ts_err *err);
+/* Last committed epoch in the snapshot.  Lock held. */
+int ts_snap_last_epoch(ts_snap *s, uint64_t *epoch, ts_err *err);
+
+/* A positioned LMDB cursor over one database that survives remaps: it keeps
+** a copy of its current key and re-seeks after a map generation change. */
+typedef struct ts_lcur ts_lcur;
+struct ts_lcur {
+  ts_snap *snap;
+  ts_db_id db;
+  MDB_cursor *cur;
+  uint64_t gen;                       /* map generation when positioned */
+  int valid;                          /* positioned on an item */
+  MDB_val k, v;                       /* current item (mapped memory) */
+  unsigned char kbuf[TS_LMDB_KEY_MAX];/* copy of the current key */
+  size_t nkbuf;
+};
+/* Attach to a snapshot; lock held. */
+int ts_lcur_open(ts_lcur *c, ts_snap *s, ts_db_id db, ts_err *err);
+void ts_lcur_close(ts_lcur *c);
+/* Position on the first key >= k (desc=0) or the last key <= k (desc=1);
+** k == NULL: first / last.  Lock held. */
+int ts_lcur_seek(ts_lcur *c, const unsigned char *k, size_t nk, int desc,
+                 ts_err *err);
+/* Step forward or backward.  Lock held. */
+int ts_lcur_step(ts_lcur *c, int desc, ts_err *err);
+/* Re-seek after a remap, so k/v point into the current map.  Lock held. */
+int ts_lcur_revalidate(ts_lcur *c, ts_err *err);
+
+/* Decode a stored record value. */
+int ts_record_decode(const void *p, size_t n, ts_record *rec);
+
+/* Flush a delta: one LMDB write transaction stamped with the next epoch.
+** Grows the map and replays on MDB_MAP_FULL.  *epoch receives the epoch. */
+int ts_env_apply(ts_env *env, const ts_delta *d, ts_durability dur,
+                 uint64_t *epoch, ts_err *err);
+/* Force everything to stable storage. */
+int ts_env_sync(ts_env *env, ts_err *err);
+
+/**************************************************************************
+** The store (store.c): a table's view of its tiers.  It routes keys,
+** merges the committed tiers with the connection's delta on reads, and
+** flushes a frozen delta at commit.
+*/
+typedef struct ts_store_cfg ts_store_cfg;
+struct ts_store_cfg {
+  const char *primary;        /* absolute directory of the primary env */
+  size_t map_size;            /* initial map size (0: default) */
+  ts_durability durability;
+  ts_names_rule names;
+};
+
+typedef struct ts_store ts_store;
+int ts_store_open(const ts_store_cfg *cfg, ts_store **out, ts_err *err);
+void ts_store_close(ts_store *st);
+ts_names_rule ts_store_names(const ts_store *st);
+ts_env *ts_store_primary(ts_store *st);
+
+/* What a statement needs to know about a key's visible state. */
+typedef struct ts_row_info ts_row_info;
+struct ts_row_info {
+  uint64_t rowid;             /* creation number (provisional if fresh) */
+  int fresh;                  /* created by this transaction */
+};
+/* Visible state of key (delta over newest committed): TS_OK or
+** TS_NOTFOUND. */
+int ts_store_lookup(ts_store *st, const ts_delta *d, const unsigned char *key,
+                    size_t nkey, ts_row_info *info, ts_err *err);
+/* Encoded key of a visible rowid: TS_OK or TS_NOTFOUND.  buf holds
+** TS_ENC_KEY_MAX bytes. */
+int ts_store_key_by_rowid(ts_store *st, const ts_delta *d, uint64_t rowid,
+                          unsigned char *buf, size_t *n, ts_err *err);
+/* Flush the delta at commit (no-op for an empty one); *epoch gets the
+** commit's epoch or 0 when nothing was written. */
+int ts_store_flush(ts_store *st, const ts_delta *d, uint64_t *epoch,
+                   ts_err *err);
+/* Make everything committed durable (the 'sync' command). */
+int ts_store_sync(ts_store *st, ts_err *err);
+
+/* A scan plan. */
+typedef enum ts_scan_kind {
+  TS_SCAN_KEYS = 0,      /* key order within [lo, hi] */
+  TS_SCAN_CREATED = 1,   /* creation order within namespace ns, rowid range */
+  TS_SCAN_ROWID = 2      /* one rowid */
+} ts_scan_kind;
+
+typedef struct ts_scan ts_scan;
+struct ts_scan {
+  ts_scan_kind kind;
+  int desc;
+  /* TS_SCAN_KEYS: encoded bounds; NULL = unbounded. */
+  const unsigned char *lo;
+  size_t nlo;
+  int lo_incl;
+  const unsigned char *hi;
+  size_t nhi;
+  int hi_incl;
+  /* TS_SCAN_CREATED: namespace part "pns 0 sns 0" and inclusive rowids. */
+  const unsigned char *ns;
+  size_t nns;
+  uint64_t rlo, rhi;
+  /* TS_SCAN_ROWID */
+  uint64_t rowid;
+};
+
+/* A merged cursor: committed snapshot + delta, one consistent snapshot for
+** the cursor's life. */
+typedef struct ts_cursor ts_cursor;
+int ts_cursor_new(ts_store *st, const ts_delta *d, ts_cursor **out, ts_err *err);
+void ts_cursor_free(ts_cursor *c);
+/* Position on the first row of the plan (bounds are copied). */
+int ts_cursor_begin(ts_cursor *c, const ts_scan *plan, ts_err *err);
+int ts_cursor_next(ts_cursor *c, ts_err *err);
+int ts_cursor_eof(const ts_cursor *c);
+/* Current row's encoded key (cursor-owned). */
+const unsigned char *ts_cursor_key(const ts_cursor *c, size_t *n);
+uint64_t ts_cursor_rowid(const ts_cursor *c);
+/* Epoch of the commit that wrote the row; 0 while uncommitted. */
+uint64_t ts_cursor_epoch(const ts_cursor *c);
+ts_tier_id ts_cursor_tier(const ts_cursor *c);
+/* Hand the current value to emit while its bytes are guaranteed valid
+** (emit must copy what it keeps). */
+typedef void (*ts_value_emit)(void *ctx, const ts_value *v);
+int ts_cursor_value(ts_cursor *c, ts_value_emit emit, void *ctx, ts_err *err);

@@ -637,7 +637,8 @@ static int ts_row_prepare(ts_vtab *vt, sqlite3_value **cols, unsigned char *buf,
   val->type = sqlite3_value_type(cols[TS_COL_VALUE]);
   switch (val->type) {
     case SQLITE_NULL:
-      return ts_vtab_error(vt, SQLITE_CONSTRAINT_NOTNULL, "value must not be NULL (key '%.*s')", (int)key.n, key.p);
+      return ts_vtab_error(vt, SQLITE_CONSTRAINT_NOTNULL, "value must not be NULL (key '%s')",
+                           ts_err_show(key.p, key.n).z);
     case SQLITE_INTEGER: val->i = sqlite3_value_int64(cols[TS_COL_VALUE]); break;
     case SQLITE_FLOAT: val->f = sqlite3_value_double(cols[TS_COL_VALUE]); break;
     case SQLITE_TEXT:
@@ -669,8 +670,9 @@ static int ts_unique_error(ts_vtab *vt, const unsigned char *key, size_t nkey) {
   ts_name n[3];
   ts_key_decode(key, nkey, &n[0], &n[1], &n[2]);
   return ts_vtab_error(vt, SQLITE_CONSTRAINT_UNIQUE,
-                       "UNIQUE constraint failed: primary_namespace, secondary_namespace, key ('%.*s', '%.*s', '%.*s')",
-                       (int)n[0].n, n[0].p, (int)n[1].n, n[1].p, (int)n[2].n, n[2].p);
+                       "UNIQUE constraint failed: primary_namespace, secondary_namespace, key ('%s', '%s', '%s')",
+                       ts_err_show(n[0].p, n[0].n).z, ts_err_show(n[1].p, n[1].n).z,
+                       ts_err_show(n[2].p, n[2].n).z);
 }
 
 /* Put a row at key, which must not exist unless the conflict mode says

@@ -58,3 +58,30 @@ int ts_err_from_lmdb(int mdb_rc) {
       return TS_IOERR;
   }
 }
+
+/* Render p[0..n) as printable ASCII for a message: bytes outside
+** 0x20..0x7e, '\\' and '\'' become \xNN; past TS_SHOW_MAX characters, "...". */
+ts_shown ts_err_show(const char *p, size_t n) {
+  static const char hex[] = "0123456789abcdef";
+  ts_shown s;
+  size_t o = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)p[i];
+    int plain = c >= 0x20 && c < 0x7f && c != '\\' && c != '\'';
+    if (o + (plain ? 1 : 4) > TS_SHOW_MAX) {
+      memcpy(&s.z[o], "...", 3);
+      o += 3;
+      break;
+    }
+    if (plain) {
+      s.z[o++] = (char)c;
+    } else {
+      s.z[o++] = '\\';
+      s.z[o++] = 'x';
+      s.z[o++] = hex[c >> 4];
+      s.z[o++] = hex[c & 0x0f];
+    }
+  }
+  s.z[o] = '\0';
+  return s;
+}

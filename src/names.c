@@ -12,46 +12,11 @@
 #include <stdio.h>
 #include <string.h>
 
-/* At most this many characters of a name are shown in a message. */
-#define TS_NAME_SHOW_MAX 60
-
 /* ldk names always fit LMDB's key limit, so only names=any checks sizes. */
 _Static_assert(3 * TS_LDK_NAME_MAX + 2 <= TS_ENC_KEY_MAX,
                "ldk names must always fit the encoded key limit");
 _Static_assert(2 * TS_LDK_NAME_MAX + 2 <= TS_ENC_NS_MAX,
                "ldk namespaces must always fit the encoded namespace limit");
-
-/* A quoted name fits: TS_NAME_SHOW_MAX characters plus "..." and NUL. */
-typedef struct ts_shown { char z[TS_NAME_SHOW_MAX + 4]; } ts_shown;
-
-/* Render nm as printable ASCII for a message: bytes outside 0x20..0x7e,
-** '\\' and '\'' become \xNN; past TS_NAME_SHOW_MAX characters, "...". */
-static ts_shown ts_name_show(ts_name nm) {
-  static const char hex[] = "0123456789abcdef";
-  ts_shown s;
-  size_t i, o = 0;
-
-  for (i = 0; i < nm.n; i++) {
-    unsigned char c = (unsigned char)nm.p[i];
-    int plain = c >= 0x20 && c < 0x7f && c != '\\' && c != '\'';
-    size_t need = plain ? 1 : 4;
-    if (o + need > TS_NAME_SHOW_MAX) {
-      memcpy(&s.z[o], "...", 3);
-      o += 3;
-      break;
-    }
-    if (plain) {
-      s.z[o++] = (char)c;
-    } else {
-      s.z[o++] = '\\';
-      s.z[o++] = 'x';
-      s.z[o++] = hex[c >> 4];
-      s.z[o++] = hex[c & 0x0f];
-    }
-  }
-  s.z[o] = '\0';
-  return s;
-}
 
 /* True if c may appear in an ldk name: [A-Za-z0-9_-], ASCII only. */
 static int ts_ldk_char(unsigned char c) {
@@ -68,7 +33,7 @@ static int ts_ldk_check(const char *col, ts_name nm, ts_err *err) {
       return ts_err_set(err, TS_CONSTRAINT,
                         "%s '%s' breaks the ldk name rule: only A-Z, a-z, "
                         "0-9, '_' and '-' are allowed",
-                        col, ts_name_show(nm).z);
+                        col, ts_err_show(nm.p, nm.n).z);
     }
   }
   if (nm.n > TS_LDK_NAME_MAX) {
@@ -87,7 +52,7 @@ static int ts_any_check(const char *col, ts_name nm, ts_err *err) {
     return ts_err_set(err, TS_CONSTRAINT,
                       "%s '%s' breaks the any name rule: NUL bytes are not "
                       "allowed",
-                      col, ts_name_show(nm).z);
+                      col, ts_err_show(nm.p, nm.n).z);
   }
   return TS_OK;
 }
@@ -131,7 +96,7 @@ int ts_names_check(ts_names_rule rule, ts_name pns, ts_name sns, ts_name key,
     return ts_err_set(err, TS_CONSTRAINT,
                       "secondary_namespace '%s' needs a non-empty "
                       "primary_namespace",
-                      ts_name_show(sns).z);
+                      ts_err_show(sns.p, sns.n).z);
   }
   if (rule == TS_NAMES_ANY) rc = ts_any_sizes(pns, sns, key, err);
   return rc;

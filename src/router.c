@@ -20,9 +20,6 @@
 static const char ts_ldk_preset[] =
     "//network_graph,//scorer,//external_pathfinding_scores_cache";
 
-/* At most this many characters of a rule are shown in a message. */
-#define TS_RULE_SHOW_MAX 60
-
 typedef struct ts_rule ts_rule;
 struct ts_rule {
   int npart;          /* 1: pns, 2: pns/sns, 3: pns/sns/key */
@@ -33,37 +30,6 @@ struct ts_router {
   int nrule;
   ts_rule rule[];     /* nrule rules, spare room, then the rule text */
 };
-
-/* A quoted rule fits: TS_RULE_SHOW_MAX characters plus "..." and NUL. */
-typedef struct ts_rule_shown { char z[TS_RULE_SHOW_MAX + 4]; } ts_rule_shown;
-
-/* Render rule text z[0..n) as printable ASCII for a message: other bytes,
-** '\\' and '\'' become \xNN; past TS_RULE_SHOW_MAX characters, "...". */
-static ts_rule_shown ts_rule_show(const char *z, size_t n) {
-  static const char hex[] = "0123456789abcdef";
-  ts_rule_shown s;
-  size_t i, o = 0;
-
-  for (i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)z[i];
-    int plain = c >= 0x20 && c < 0x7f && c != '\\' && c != '\'';
-    if (o + (plain ? 1 : 4) > TS_RULE_SHOW_MAX) {
-      memcpy(&s.z[o], "...", 3);
-      o += 3;
-      break;
-    }
-    if (plain) {
-      s.z[o++] = (char)c;
-    } else {
-      s.z[o++] = '\\';
-      s.z[o++] = 'x';
-      s.z[o++] = hex[c >> 4];
-      s.z[o++] = hex[c & 0x0f];
-    }
-  }
-  s.z[o] = '\0';
-  return s;
-}
 
 /* True for the ASCII white space trimmed around each rule. */
 static int ts_rule_space(char c) {
@@ -88,7 +54,7 @@ static int ts_rule_parse(const char *z, size_t n, ts_rule *r, ts_err *err) {
     return ts_err_set(err, TS_ERROR,
                       "ephemeral rule '%s' is malformed: expected pns, "
                       "pns/sns or pns/sns/key",
-                      ts_rule_show(z, n).z);
+                      ts_err_show(z, n).z);
   }
   r->part[r->npart - 1].n = (size_t)(&z[n] - r->part[r->npart - 1].p);
   return TS_OK;

@@ -51,6 +51,15 @@ struct ts_err {
 /* Set err->code and err->msg ("tierstore: " + formatted text); returns code. */
 int ts_err_set(ts_err *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* A name or rule quoted for a message: printable ASCII, other bytes and
+** '\\' '\'' as \xNN, cut with "..." past TS_SHOW_MAX characters. */
+#define TS_SHOW_MAX 60
+typedef struct ts_shown ts_shown;
+struct ts_shown {
+  char z[TS_SHOW_MAX + 4];
+};
+ts_shown ts_err_show(const char *p, size_t n);
+
 /* Map an LMDB / errno error to a TS_* code (MDB_MAP_FULL, ENOSPC -> TS_FULL,
 ** EACCES/EROFS/EPERM -> TS_READONLY, MDB_CORRUPTED/MDB_INVALID/
 ** MDB_PAGE_NOTFOUND/MDB_VERSION_MISMATCH -> TS_CORRUPT, else TS_IOERR). */

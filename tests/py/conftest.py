@@ -1,0 +1,215 @@
+"""Shared fixtures and helpers for the tierstore integration tests.
+
+Every test works in pytest's tmp_path.  The extension is loaded from
+TIERSTORE_EXT (the path of build/tierstore without the .so suffix); when the
+variable is unset (running pytest by hand) the build directory next to the
+source root is used.
+
+Fixtures
+  ext            path of the extension (no suffix)
+  connect        connect(db_path, table=TABLE_SQL, ...) -> sqlite3.Connection
+                 with the extension loaded and the table created
+  run_py         run_py(code, cwd=..., args=..., timeout=...) runs
+                 /usr/bin/python3 -c code in a fresh process; the code finds
+                 the helper `connect` already defined (see CHILD_PRELUDE)
+  lmdb_dump      lmdb_dump(env_dir) -> RawStore read with python3-lmdb
+"""
+import os
+import struct
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+PYTHON = "/usr/bin/python3"
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE_ROOT = os.environ.get("TIERSTORE_SOURCE_ROOT") or os.path.dirname(os.path.dirname(HERE))
+BUILD_ROOT = os.environ.get("TIERSTORE_BUILD_ROOT") or os.path.join(SOURCE_ROOT, "build")
+EXT = os.environ.get("TIERSTORE_EXT") or os.path.join(BUILD_ROOT, "tierstore")
+SQLITE3 = os.environ.get("TIERSTORE_SQLITE3") or "sqlite3"
+
+TABLE_SQL = "CREATE VIRTUAL TABLE IF NOT EXISTS kv USING tierstore(primary='data/primary')"
+
+
+def table_sql(name="kv", **args):
+    """CREATE VIRTUAL TABLE IF NOT EXISTS <name> USING tierstore(k='v', ...)."""
+    if "primary" not in args:
+        args = dict(primary="data/primary", **args)
+    inner = ", ".join("%s='%s'" % (k, v) for k, v in args.items())
+    return "CREATE VIRTUAL TABLE IF NOT EXISTS %s USING tierstore(%s)" % (name, inner)
+
+
+def open_connection(path, table=TABLE_SQL, ext=EXT, timeout=30.0):
+    """A connection with explicit transactions, the extension loaded and
+    `table` (a CREATE statement, or None) executed."""
+    con = sqlite3_connect(str(path), timeout)
+    con.enable_load_extension(True)
+    con.load_extension(ext)
+    if table:
+        con.execute(table)
+    return con
+
+
+def sqlite3_connect(path, timeout=30.0):
+    import sqlite3
+    return sqlite3.connect(path, isolation_level=None, timeout=timeout)
+
+
+# Code prepended to every child process started by run_py: the same
+# `open_connection` helper, with the extension path from the environment.
+CHILD_PRELUDE = textwrap.dedent('''
+    import os, sqlite3, sys, json, time
+    EXT = os.environ["TIERSTORE_EXT"]
+    TABLE_SQL = %r
+    def connect(path, table=TABLE_SQL):
+        con = sqlite3.connect(str(path), isolation_level=None, timeout=30.0)
+        con.enable_load_extension(True)
+        con.load_extension(EXT)
+        if table:
+            con.execute(table)
+        return con
+''' % TABLE_SQL)
+
+
+def child_env():
+    env = dict(os.environ)
+    env["TIERSTORE_EXT"] = EXT
+    env["TIERSTORE_SQLITE3"] = SQLITE3
+    env["TIERSTORE_SOURCE_ROOT"] = SOURCE_ROOT
+    env["TIERSTORE_BUILD_ROOT"] = BUILD_ROOT
+    return env
+
+
+def run_python(code, cwd=None, args=(), timeout=60, check=True):
+    """Run /usr/bin/python3 -c CHILD_PRELUDE+code; returns CompletedProcess."""
+    src = CHILD_PRELUDE + textwrap.dedent(code)
+    proc = subprocess.run([PYTHON, "-c", src] + [str(a) for a in args],
+                          cwd=None if cwd is None else str(cwd), env=child_env(),
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError("child process failed (rc=%d)\nstdout:\n%s\nstderr:\n%s"
+                             % (proc.returncode, proc.stdout, proc.stderr))
+    return proc
+
+
+def start_python(code, cwd=None, args=()):
+    """Start /usr/bin/python3 -c CHILD_PRELUDE+code without waiting."""
+    src = CHILD_PRELUDE + textwrap.dedent(code)
+    return subprocess.Popen([PYTHON, "-c", src] + [str(a) for a in args],
+                            cwd=None if cwd is None else str(cwd), env=child_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+# ---------------------------------------------------------------------------
+# Raw LMDB reading (the on-disk layout of SPEC 9 / the README).
+
+TYPE_INT, TYPE_FLOAT, TYPE_TEXT, TYPE_BLOB = 1, 2, 3, 4
+
+
+def decode_key(k):
+    parts = bytes(k).split(b"\0", 2)
+    assert len(parts) == 3, "data key without two separators: %r" % (bytes(k),)
+    return tuple(p.decode("utf-8") for p in parts)
+
+
+def decode_record(v):
+    v = bytes(v)
+    assert len(v) >= 17, "record shorter than its header: %r" % (v,)
+    rowid, epoch = struct.unpack(">QQ", v[:16])
+    t = v[16]
+    payload = v[17:]
+    if t == TYPE_INT:
+        assert len(payload) == 8
+        value = struct.unpack(">q", payload)[0]
+    elif t == TYPE_FLOAT:
+        assert len(payload) == 8
+        value = struct.unpack(">d", payload)[0]
+    elif t == TYPE_TEXT:
+        value = payload.decode("utf-8")
+    elif t == TYPE_BLOB:
+        value = payload
+    else:
+        raise AssertionError("unknown value type %d" % t)
+    return rowid, epoch, value
+
+
+class RawStore:
+    """Everything of one environment, read in one LMDB read transaction."""
+
+    def __init__(self, env_dir):
+        import lmdb
+        env = lmdb.open(str(env_dir), max_dbs=8, readonly=True, lock=True, create=False)
+        try:
+            self.map_size = env.info()["map_size"]
+            dbs = {n: env.open_db(n.encode()) for n in ("meta", "data", "created", "rowids")}
+            with env.begin() as txn:
+                self.meta = {bytes(k): bytes(v) for k, v in txn.cursor(db=dbs["meta"])}
+                # (pns, sns, key) -> (rowid, epoch, value)
+                self.rows = {decode_key(k): decode_record(v) for k, v in txn.cursor(db=dbs["data"])}
+                self.data_keys = [bytes(k) for k, _ in txn.cursor(db=dbs["data"])]
+                self.created = [(bytes(k), bytes(v)) for k, v in txn.cursor(db=dbs["created"])]
+                self.rowids = [(bytes(k), bytes(v)) for k, v in txn.cursor(db=dbs["rowids"])]
+        finally:
+            env.close()
+
+    def meta_u64(self, name):
+        v = self.meta[name]
+        assert len(v) == 8, "%r is %d bytes, not 8" % (name, len(v))
+        return struct.unpack(">Q", v)[0]
+
+    @property
+    def last_epoch(self):
+        return self.meta_u64(b"last_epoch")
+
+    @property
+    def next_rowid(self):
+        return self.meta_u64(b"next_rowid")
+
+
+# ---------------------------------------------------------------------------
+# Fixtures
+
+
+@pytest.fixture(scope="session")
+def ext():
+    assert os.path.exists(EXT + ".so"), "extension %s.so not built" % EXT
+    return EXT
+
+
+@pytest.fixture
+def connect(ext):
+    """connect(db_path, table=TABLE_SQL) -> connection; closed at teardown."""
+    opened = []
+
+    def _connect(path, table=TABLE_SQL, timeout=30.0):
+        con = open_connection(path, table=table, ext=ext, timeout=timeout)
+        opened.append(con)
+        return con
+
+    yield _connect
+    for con in opened:
+        try:
+            con.close()
+        except Exception:
+            pass
+
+
+@pytest.fixture
+def db(tmp_path, connect):
+    """A connection on tmp_path/test.db with the default kv table."""
+    return connect(tmp_path / "test.db")
+
+
+@pytest.fixture
+def run_py(ext):
+    return run_python
+
+
+@pytest.fixture
+def lmdb_dump():
+    return RawStore
+
+
+def pytest_report_header(config):
+    return "tierstore extension: %s (python %s)" % (EXT, sys.executable)

@@ -171,7 +171,7 @@ int ts_config_parse(sqlite3 *db, int argc, const char *const *argv,
     char *name, *val;
     int which = -1;
     if (!eq) {
-      rc = ts_config_error(errmsg, TS_ERROR, "argument '%s' is malformed: expected name = value", argv[i]);
+      rc = ts_config_error(errmsg, TS_ERROR, "malformed argument %s: expected name = value", argv[i]);
       break;
     }
     name = ts_trim_dup(argv[i], eq);

@@ -456,12 +456,12 @@ static int ts_vtab_filter(sqlite3_vtab_cursor *cur, int plan, const char *idxStr
   scan.desc = (plan & TS_IX_DESC) != 0;
   if ((plan & TS_IX_PNS) && !ts_arg_name(argv[a++], &pns)) empty = 1;
   if ((plan & TS_IX_SNS) && !ts_arg_name(argv[a++], &sns)) empty = 1;
-  if (pns.n + sns.n + 2 > TS_ENC_NS_MAX || memchr(pns.p, 0, pns.n) || memchr(sns.p, 0, sns.n)) empty = 1;
+  if (pns.n + sns.n + 2 >= TS_ENC_KEY_MAX || memchr(pns.p, 0, pns.n) || memchr(sns.p, 0, sns.n)) empty = 1;
   if (plan & TS_IX_ROWID_EQ) {
     sqlite3_value *v = argv[a++];
+    uint64_t upper = 0;
     scan.kind = TS_SCAN_ROWID;
-    if (sqlite3_value_numeric_type(v) != SQLITE_INTEGER || sqlite3_value_int64(v) < 1) empty = 1;
-    else scan.rowid = (uint64_t)sqlite3_value_int64(v);
+    if (!ts_rowid_bound(v, 1, 1, &scan.rowid) || !ts_rowid_bound(v, 0, 1, &upper) || scan.rowid != upper) empty = 1;
   } else if (plan & TS_IX_CREATED) {
     scan.kind = TS_SCAN_CREATED;
     scan.rlo = 1;
@@ -770,8 +770,24 @@ static int ts_vtab_update(sqlite3_vtab *p, int argc, sqlite3_value **argv,
 ** Transactions.
 */
 
+/* Give the table an empty delta of its own.  Statements still stepping
+** keep the one they hold: it is their transaction's (or, for statements
+** opened before this transaction, the state they started from), never a
+** later transaction's. */
+static void ts_vtab_fresh_delta(ts_vtab *vt) {
+  ts_delta *fresh = ts_delta_is_shared(vt->delta) ? ts_delta_new() : NULL;
+  if (fresh) {
+    ts_delta_free(vt->delta);
+    vt->delta = fresh;
+  } else {
+    ts_delta_reset(vt->delta);   /* open cursors notice and re-seek */
+  }
+}
+
 static int ts_vtab_begin(sqlite3_vtab *p) {
-  ((ts_vtab *)p)->synced = 0;
+  ts_vtab *vt = (ts_vtab *)p;
+  vt->synced = 0;
+  if (ts_delta_is_shared(vt->delta)) ts_vtab_fresh_delta(vt);
   return SQLITE_OK;
 }
 
@@ -790,8 +806,8 @@ static int ts_vtab_sync(sqlite3_vtab *p) {
 /* xCommit and xRollback: forget the delta (flushed, or discarded). */
 static int ts_vtab_end(sqlite3_vtab *p) {
   ts_vtab *vt = (ts_vtab *)p;
-  ts_delta_reset(vt->delta);
   vt->synced = 0;
+  ts_vtab_fresh_delta(vt);
   return SQLITE_OK;
 }
 

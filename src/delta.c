@@ -93,6 +93,7 @@ struct ts_delta {
   size_t count;                 /* entries whose op is not NONE */
   size_t bytes;                 /* key and value bytes copied into the arena */
   uint64_t generation;          /* bumped by reset */
+  int refs;                     /* owners: the table and its open cursors */
   uint64_t next_rowid;          /* provisional rowids handed out so far */
   ts_delta_node **by_rowid;     /* [r - TS_ROWID_PROVISIONAL - 1] -> node */
   size_t n_by_rowid;            /* slots allocated in by_rowid */
@@ -301,12 +302,25 @@ ts_delta *ts_delta_new(void) {
   d->level = 1;
   d->rng = 0x9E3779B97F4A7C15ULL;
   d->generation = 1;
+  d->refs = 1;
   return d;
 }
 
-/* Free d and everything it holds.  NULL is a no-op. */
+/* One more owner (a cursor that must keep reading this transaction's
+** writes even after the table moved on to a new delta). */
+void ts_delta_retain(ts_delta *d) {
+  d->refs++;
+}
+
+/* Does anyone besides the creator hold d? */
+int ts_delta_is_shared(const ts_delta *d) {
+  return d->refs > 1;
+}
+
+/* Drop one owner; the last one frees d and everything it holds.  NULL is
+** a no-op. */
 void ts_delta_free(ts_delta *d) {
-  if (d == NULL) return;
+  if (d == NULL || --d->refs > 0) return;
   delta_arena_free(d);
   free(d->head);
   free(d->by_rowid);
@@ -473,6 +487,12 @@ void ts_delta_release(ts_delta *d, int level) {
 void ts_delta_rollback_to(ts_delta *d, int level) {
   size_t i = 0;
   size_t pos;
+  if (level < 0) {
+    /* SQLite's -1: the savepoint that opened the transaction, before which
+    ** the delta was empty */
+    ts_delta_reset(d);
+    return;
+  }
   while (i < d->n_marks && d->marks[i].level < level) i++;
   if (i == d->n_marks) return;
   pos = d->marks[i].undo_pos;

@@ -15,8 +15,6 @@
 /* ldk names always fit LMDB's key limit, so only names=any checks sizes. */
 _Static_assert(3 * TS_LDK_NAME_MAX + 2 <= TS_ENC_KEY_MAX,
                "ldk names must always fit the encoded key limit");
-_Static_assert(2 * TS_LDK_NAME_MAX + 2 <= TS_ENC_NS_MAX,
-               "ldk namespaces must always fit the encoded namespace limit");
 
 /* True if c may appear in an ldk name: [A-Za-z0-9_-], ASCII only. */
 static int ts_ldk_char(unsigned char c) {
@@ -60,15 +58,7 @@ static int ts_any_check(const char *col, ts_name nm, ts_err *err) {
 /* Check that the encoding of (pns, sns, key) fits LMDB's key limit, and its
 ** namespace part leaves room for the rowid of the creation index. */
 static int ts_any_sizes(ts_name pns, ts_name sns, ts_name key, ts_err *err) {
-  unsigned long long ns = (unsigned long long)pns.n + sns.n + 2;
-  unsigned long long all = ns + key.n;
-  if (ns > TS_ENC_NS_MAX) {
-    return ts_err_set(err, TS_CONSTRAINT,
-                      "primary_namespace and secondary_namespace encode to "
-                      "%llu bytes; at most %d fit LMDB's %d-byte key limit "
-                      "(names=any)",
-                      ns, TS_ENC_NS_MAX, TS_LMDB_KEY_MAX);
-  }
+  unsigned long long all = (unsigned long long)pns.n + sns.n + key.n + 2;
   if (all > TS_ENC_KEY_MAX) {
     return ts_err_set(err, TS_CONSTRAINT,
                       "encoded key is %llu bytes; LMDB allows at most %d "

@@ -120,7 +120,7 @@ typedef enum ts_src { TS_SRC_COMMITTED = 0, TS_SRC_DELTA = 1 } ts_src;
 
 struct ts_cursor {
   ts_store *st;
-  const ts_delta *d;
+  ts_delta *d;                 /* a reference of the cursor's own */
   ts_snap snap;
   int snap_live;
   ts_scan plan;
@@ -130,6 +130,7 @@ struct ts_cursor {
   const ts_delta_entry *de;    /* delta head (key scans) */
   uint64_t dgen;               /* delta generation de belongs to */
   const ts_delta_entry **fresh;/* created scans: fresh delta rows by rowid */
+  uint64_t nsid;               /* created scans: the namespace's id, 0: none */
   size_t nfresh, ifresh, afresh;
   int adv_c, adv_d;            /* which heads the current row consumed */
   int eof;
@@ -142,12 +143,13 @@ struct ts_cursor {
 };
 
 /* A new cursor over the store and the connection's delta. */
-int ts_cursor_new(ts_store *st, const ts_delta *d, ts_cursor **out,
+int ts_cursor_new(ts_store *st, ts_delta *d, ts_cursor **out,
                   ts_err *err) {
   ts_cursor *c = calloc(1, sizeof(*c));
   if (!c) return ts_err_set(err, TS_NOMEM, "out of memory opening a cursor");
   c->st = st;
   c->d = d;
+  ts_delta_retain(d);
   c->eof = 1;
   *out = c;
   return TS_OK;
@@ -163,6 +165,7 @@ void ts_cursor_free(ts_cursor *c) {
   if (!c) return;
   ts_cursor_drop_lc(c);
   ts_snap_free(&c->snap);
+  ts_delta_free(c->d);
   free(c->fresh);
   free(c);
 }
@@ -362,7 +365,7 @@ static int ts_created_collect_fresh(ts_cursor *c, ts_err *err) {
     }
     c->fresh[c->nfresh++] = e;
   }
-  qsort(c->fresh, c->nfresh, sizeof(*c->fresh), ts_fresh_cmp);
+  if (c->nfresh > 1) qsort(c->fresh, c->nfresh, sizeof(*c->fresh), ts_fresh_cmp);
   if (p->desc) {
     for (size_t i = 0; i < c->nfresh / 2; i++) {
       const ts_delta_entry *t = c->fresh[i];
@@ -378,12 +381,10 @@ static int ts_created_collect_fresh(ts_cursor *c, ts_err *err) {
 ** range, else 0 (rowids start at 1).  Lock held. */
 static uint64_t ts_created_head(ts_cursor *c) {
   const ts_scan *p = &c->plan;
+  const unsigned char *k = c->lc.k.mv_data;
   uint64_t r;
-  if (!c->lc.valid || c->lc.k.mv_size != p->nns + 8 ||
-      memcmp(c->lc.k.mv_data, p->ns, p->nns) != 0) {
-    return 0;
-  }
-  r = ts_be64_get((const unsigned char *)c->lc.k.mv_data + p->nns);
+  if (!c->nsid || !c->lc.valid || c->lc.k.mv_size != 16 || ts_be64_get(k) != c->nsid) return 0;
+  r = ts_be64_get(k + 8);
   return (r < p->rlo || r > p->rhi) ? 0 : r;
 }
 
@@ -449,15 +450,22 @@ static int ts_created_settle(ts_cursor *c, ts_err *err) {
 /* Start a creation-order scan.  Lock held. */
 static int ts_created_begin(ts_cursor *c, ts_err *err) {
   const ts_scan *p = &c->plan;
-  unsigned char k[TS_LMDB_KEY_MAX];
+  unsigned char k[16];
   int rc = ts_created_collect_fresh(c, err);
+  if (!rc) rc = ts_snap_ns_id(&c->snap, p->ns, p->nns, &c->nsid, err);
+  if (rc == TS_NOTFOUND) {
+    c->nsid = 0;            /* nothing committed in this namespace */
+    rc = TS_OK;
+  }
   if (!rc) rc = ts_lcur_open(&c->lc, &c->snap, TS_DB_CREATED, err);
   if (rc) return rc;
   c->lc_open = 1;
-  memcpy(k, p->ns, p->nns);
-  ts_be64_put(k + p->nns, p->desc ? p->rhi : p->rlo);
-  rc = ts_lcur_seek(&c->lc, k, p->nns + 8, p->desc, err);
   c->dgen = ts_delta_generation(c->d);
+  if (c->nsid) {
+    ts_be64_put(k, c->nsid);
+    ts_be64_put(k + 8, p->desc ? p->rhi : p->rlo);
+    rc = ts_lcur_seek(&c->lc, k, 16, p->desc, err);
+  }
   return rc ? rc : ts_created_settle(c, err);
 }
 

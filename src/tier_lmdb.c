@@ -32,7 +32,7 @@ struct ts_env {
   int refs;
   char *path;
   MDB_env *mdb;
-  MDB_dbi dbi_meta, dbi_data, dbi_created, dbi_rowids;
+  MDB_dbi dbi_meta, dbi_data, dbi_namespaces, dbi_created, dbi_rowids;
   unsigned char store_id[TS_STORE_ID_BYTES];
   pthread_rwlock_t map_lock;
   pthread_mutex_t write_mutex;
@@ -94,6 +94,7 @@ static int ts_env_init_layout(ts_env *env, ts_err *err) {
   if (rc) return ts_env_fail(env, rc, "opening", err);
   if (!rc) rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &env->dbi_meta);
   if (!rc) rc = mdb_dbi_open(txn, "data", MDB_CREATE, &env->dbi_data);
+  if (!rc) rc = mdb_dbi_open(txn, "namespaces", MDB_CREATE, &env->dbi_namespaces);
   if (!rc) rc = mdb_dbi_open(txn, "created", MDB_CREATE, &env->dbi_created);
   if (!rc) rc = mdb_dbi_open(txn, "rowids", MDB_CREATE, &env->dbi_rowids);
   if (!rc) rc = ts_meta_get_u64(txn, env, "format_version", &version, &found);
@@ -112,6 +113,7 @@ static int ts_env_init_layout(ts_env *env, ts_err *err) {
     if (!rc) rc = mdb_put(txn, env->dbi_meta, &k, &v, 0);
     if (!rc) rc = ts_meta_put_u64(txn, env, "last_epoch", 0);
     if (!rc) rc = ts_meta_put_u64(txn, env, "next_rowid", 1);
+    if (!rc) rc = ts_meta_put_u64(txn, env, "next_nsid", 1);
   } else if (version != TS_FORMAT_VERSION) {
     mdb_txn_abort(txn);
     return ts_err_set(err, TS_CORRUPT,
@@ -428,6 +430,21 @@ int ts_snap_key_by_rowid(ts_snap *s, uint64_t rowid, unsigned char *buf,
   return TS_OK;
 }
 
+/* Namespace id of a namespace part. */
+int ts_snap_ns_id(ts_snap *s, const unsigned char *ns, size_t nns,
+                  uint64_t *id, ts_err *err) {
+  MDB_val k = {nns, (void *)ns}, v;
+  int rc = mdb_get(s->txn, s->env->dbi_namespaces, &k, &v);
+  if (rc == MDB_NOTFOUND) return TS_NOTFOUND;
+  if (rc) return ts_env_fail(s->env, rc, "reading a namespace id", err);
+  if (v.mv_size != 8) {
+    return ts_err_set(err, TS_CORRUPT, "damaged namespace index in LMDB environment '%s'",
+                      s->env->path);
+  }
+  *id = ts_be64_get(v.mv_data);
+  return TS_OK;
+}
+
 /* Last committed epoch of the snapshot. */
 int ts_snap_last_epoch(ts_snap *s, uint64_t *epoch, ts_err *err) {
   int found = 0;
@@ -528,98 +545,188 @@ int ts_lcur_step(ts_lcur *c, int desc, ts_err *err) {
   return ts_lcur_settle(c, rc, err);
 }
 
-/* Remove a key's creation-index and rowid-index entries. */
-static int ts_apply_unindex(ts_env *env, MDB_txn *txn, const unsigned char *key,
-                            size_t nkey, uint64_t rowid) {
-  unsigned char ck[TS_LMDB_KEY_MAX];
-  size_t ns = ts_key_ns_len(key, nkey);
-  MDB_val k;
+/* State of one flush: the write transaction, the commit's epoch, the
+** counters it advances, the creation numbers of the delta's new keys, and
+** the namespace id of the last namespace touched (entries come in key
+** order, so consecutive entries mostly share it). */
+typedef struct ts_apply ts_apply;
+struct ts_apply {
+  ts_env *env;
+  MDB_txn *txn;
+  uint64_t epoch;
+  uint64_t base_rowid;       /* first creation number of this commit */
+  uint64_t next_rowid;       /* next number after the fresh ones */
+  uint64_t next_nsid;
+  uint64_t *fresh;           /* provisional rowids of fresh PUTs, sorted */
+  size_t nfresh;
+  unsigned char ns[TS_LMDB_KEY_MAX];
+  size_t nns;
+  uint64_t nsid;             /* 0: ns not looked up yet */
+};
+
+/* Order provisional rowids (qsort/bsearch callback). */
+static int ts_u64_cmp(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* The creation number a new key gets: keys created by this transaction
+** are numbered in the order they were created (their provisional rowids),
+** whatever their key order. */
+static uint64_t ts_apply_new_rowid(ts_apply *ap, const ts_delta_entry *e) {
+  const uint64_t *hit = NULL;
+  if (e->fresh && ap->nfresh) hit = bsearch(&e->rowid, ap->fresh, ap->nfresh, sizeof(uint64_t), ts_u64_cmp);
+  if (hit) return ap->base_rowid + (uint64_t)(hit - ap->fresh);
+  return ap->next_rowid++;    /* a kept key that another writer deleted */
+}
+
+/* The id of key's namespace part, created when create is set.
+** *id = 0 when absent and not created. */
+static int ts_apply_nsid(ts_apply *ap, const unsigned char *key, size_t nkey,
+                         int create, uint64_t *id) {
+  size_t nns = ts_key_ns_len(key, nkey);
+  MDB_val k = {nns, (void *)key}, v;
+  unsigned char idb[8];
   int rc;
-  memcpy(ck, key, ns);
-  ts_be64_put(ck + ns, rowid);
-  k.mv_size = ns + 8;
-  k.mv_data = ck;
-  rc = mdb_del(txn, env->dbi_created, &k, NULL);
+  if (ap->nsid && nns == ap->nns && !memcmp(key, ap->ns, nns)) {
+    *id = ap->nsid;
+    return 0;
+  }
+  *id = 0;
+  rc = mdb_get(ap->txn, ap->env->dbi_namespaces, &k, &v);
+  if (rc == 0) {
+    if (v.mv_size != 8) return MDB_CORRUPTED;
+    *id = ts_be64_get(v.mv_data);
+  } else if (rc != MDB_NOTFOUND) {
+    return rc;
+  } else if (create) {
+    *id = ap->next_nsid++;
+    ts_be64_put(idb, *id);
+    v.mv_size = 8;
+    v.mv_data = idb;
+    rc = mdb_put(ap->txn, ap->env->dbi_namespaces, &k, &v, 0);
+    if (rc) return rc;
+  } else {
+    return 0;
+  }
+  memcpy(ap->ns, key, nns);
+  ap->nns = nns;
+  ap->nsid = *id;
+  return 0;
+}
+
+/* Remove a key's creation-index and rowid-index entries. */
+static int ts_apply_unindex(ts_apply *ap, const unsigned char *key, size_t nkey,
+                            uint64_t rowid) {
+  unsigned char ck[16];
+  MDB_val k = {16, ck};
+  uint64_t nsid;
+  int rc = ts_apply_nsid(ap, key, nkey, 0, &nsid);
+  if (rc) return rc;
+  ts_be64_put(ck, nsid);
+  ts_be64_put(ck + 8, rowid);
+  rc = mdb_del(ap->txn, ap->env->dbi_created, &k, NULL);
   if (rc && rc != MDB_NOTFOUND) return rc;
   k.mv_size = 8;
-  k.mv_data = ck + ns;
-  rc = mdb_del(txn, env->dbi_rowids, &k, NULL);
+  k.mv_data = ck + 8;
+  rc = mdb_del(ap->txn, ap->env->dbi_rowids, &k, NULL);
   return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
 /* Add a key's creation-index and rowid-index entries. */
-static int ts_apply_index(ts_env *env, MDB_txn *txn, const unsigned char *key,
-                          size_t nkey, uint64_t rowid) {
-  unsigned char ck[TS_LMDB_KEY_MAX];
-  size_t ns = ts_key_ns_len(key, nkey);
-  MDB_val k, v;
-  int rc;
-  memcpy(ck, key, ns);
-  ts_be64_put(ck + ns, rowid);
-  k.mv_size = ns + 8;
-  k.mv_data = ck;
-  v.mv_size = nkey - ns;
-  v.mv_data = (void *)(key + ns);
-  rc = mdb_put(txn, env->dbi_created, &k, &v, 0);
+static int ts_apply_index(ts_apply *ap, const unsigned char *key, size_t nkey,
+                          uint64_t rowid) {
+  unsigned char ck[16];
+  size_t nns = ts_key_ns_len(key, nkey);
+  MDB_val k = {16, ck}, v = {nkey - nns, (void *)(key + nns)};
+  uint64_t nsid;
+  int rc = ts_apply_nsid(ap, key, nkey, 1, &nsid);
+  if (rc) return rc;
+  ts_be64_put(ck, nsid);
+  ts_be64_put(ck + 8, rowid);
+  rc = mdb_put(ap->txn, ap->env->dbi_created, &k, &v, 0);
   if (rc) return rc;
   k.mv_size = 8;
-  k.mv_data = ck + ns;
+  k.mv_data = ck + 8;
   v.mv_size = nkey;
   v.mv_data = (void *)key;
-  return mdb_put(txn, env->dbi_rowids, &k, &v, MDB_APPEND);
+  return mdb_put(ap->txn, ap->env->dbi_rowids, &k, &v, 0);
 }
 
 /* Apply one delta entry inside the write transaction. */
-static int ts_apply_entry(ts_env *env, MDB_txn *txn, const ts_delta_entry *e,
-                          uint64_t epoch, uint64_t *next_rowid) {
+static int ts_apply_entry(ts_apply *ap, const ts_delta_entry *e) {
   MDB_val k = {e->nkey, (void *)e->key}, v;
   ts_record old;
   uint64_t rowid;
   int exists;
-  int rc = mdb_get(txn, env->dbi_data, &k, &v);
+  int rc = mdb_get(ap->txn, ap->env->dbi_data, &k, &v);
   if (rc && rc != MDB_NOTFOUND) return rc;
   exists = (rc == 0);
   if (exists && ts_record_decode(v.mv_data, v.mv_size, &old)) return MDB_CORRUPTED;
   if (e->op == TS_OP_DEL) {
     if (!exists) return 0;
-    rc = ts_apply_unindex(env, txn, e->key, e->nkey, old.rowid);
-    return rc ? rc : mdb_del(txn, env->dbi_data, &k, NULL);
+    rc = ts_apply_unindex(ap, e->key, e->nkey, old.rowid);
+    return rc ? rc : mdb_del(ap->txn, ap->env->dbi_data, &k, NULL);
   }
   if (exists && !e->fresh) {
     rowid = old.rowid;
   } else {
     if (exists) {
-      rc = ts_apply_unindex(env, txn, e->key, e->nkey, old.rowid);
+      rc = ts_apply_unindex(ap, e->key, e->nkey, old.rowid);
       if (rc) return rc;
     }
-    rowid = (*next_rowid)++;
-    rc = ts_apply_index(env, txn, e->key, e->nkey, rowid);
+    rowid = ts_apply_new_rowid(ap, e);
+    rc = ts_apply_index(ap, e->key, e->nkey, rowid);
     if (rc) return rc;
   }
   v.mv_size = ts_record_size(&e->value);
-  rc = mdb_put(txn, env->dbi_data, &k, &v, MDB_RESERVE);
+  rc = mdb_put(ap->txn, ap->env->dbi_data, &k, &v, MDB_RESERVE);
   if (rc) return rc;
-  ts_record_encode(v.mv_data, rowid, epoch, &e->value);
+  ts_record_encode(v.mv_data, rowid, ap->epoch, &e->value);
+  return 0;
+}
+
+/* Collect and sort the provisional rowids of the delta's fresh PUTs. */
+static int ts_apply_collect_fresh(ts_apply *ap, const ts_delta *d) {
+  size_t n = 0;
+  for (const ts_delta_entry *e = ts_delta_seek(d, NULL, 0, 0); e; e = ts_delta_step(d, e, 0)) {
+    if (e->op == TS_OP_PUT && e->fresh) n++;
+  }
+  if (!n) return 0;
+  ap->fresh = malloc(n * sizeof(uint64_t));
+  if (!ap->fresh) return ENOMEM;
+  for (const ts_delta_entry *e = ts_delta_seek(d, NULL, 0, 0); e; e = ts_delta_step(d, e, 0)) {
+    if (e->op == TS_OP_PUT && e->fresh) ap->fresh[ap->nfresh++] = e->rowid;
+  }
+  qsort(ap->fresh, ap->nfresh, sizeof(uint64_t), ts_u64_cmp);
   return 0;
 }
 
 /* Apply every entry of the delta, in key order, stamped with the next
-** epoch; the metadata records the epoch and the next creation number. */
+** epoch; the metadata records the epoch and the next numbers. */
 static int ts_apply_delta(ts_env *env, MDB_txn *txn, const ts_delta *d,
                           uint64_t *epoch) {
-  uint64_t last = 0, next_rowid = 1;
-  int found;
-  int rc = ts_meta_get_u64(txn, env, "last_epoch", &last, &found);
-  if (!rc) rc = ts_meta_get_u64(txn, env, "next_rowid", &next_rowid, &found);
-  if (rc) return rc;
-  if (!found) next_rowid = 1;
-  *epoch = last + 1;
-  for (const ts_delta_entry *e = ts_delta_seek(d, NULL, 0, 0); e && !rc;
-       e = ts_delta_step(d, e, 0)) {
-    if (e->op != TS_OP_NONE) rc = ts_apply_entry(env, txn, e, *epoch, &next_rowid);
+  ts_apply ap;
+  uint64_t last = 0;
+  int found, rc;
+  memset(&ap, 0, sizeof(ap));
+  ap.env = env;
+  ap.txn = txn;
+  rc = ts_meta_get_u64(txn, env, "last_epoch", &last, &found);
+  if (!rc) rc = ts_meta_get_u64(txn, env, "next_rowid", &ap.base_rowid, &found);
+  if (!rc && !found) ap.base_rowid = 1;
+  if (!rc) rc = ts_meta_get_u64(txn, env, "next_nsid", &ap.next_nsid, &found);
+  if (!rc && !found) ap.next_nsid = 1;
+  if (!rc) rc = ts_apply_collect_fresh(&ap, d);
+  ap.epoch = *epoch = last + 1;
+  ap.next_rowid = ap.base_rowid + ap.nfresh;
+  for (const ts_delta_entry *e = ts_delta_seek(d, NULL, 0, 0); e && !rc; e = ts_delta_step(d, e, 0)) {
+    if (e->op != TS_OP_NONE) rc = ts_apply_entry(&ap, e);
   }
-  if (!rc) rc = ts_meta_put_u64(txn, env, "last_epoch", *epoch);
-  if (!rc) rc = ts_meta_put_u64(txn, env, "next_rowid", next_rowid);
+  if (!rc) rc = ts_meta_put_u64(txn, env, "last_epoch", ap.epoch);
+  if (!rc) rc = ts_meta_put_u64(txn, env, "next_rowid", ap.next_rowid);
+  if (!rc) rc = ts_meta_put_u64(txn, env, "next_nsid", ap.next_nsid);
+  free(ap.fresh);
   return rc;
 }
 

@@ -18,8 +18,6 @@
 #define TS_LDK_NAME_MAX     120          /* ldk rule: max characters per name */
 #define TS_LMDB_KEY_MAX     511          /* LMDB's compiled-in key limit */
 #define TS_ENC_KEY_MAX      TS_LMDB_KEY_MAX  /* encoded (pns,sns,key) limit */
-#define TS_ENC_NS_MAX       (TS_LMDB_KEY_MAX - 8) /* namespace part + rowid of
-                                           ** the creation index must fit */
 #define TS_ROWID_PROVISIONAL ((uint64_t)1 << 62) /* first provisional rowid */
 #define TS_FORMAT_VERSION   1            /* on-disk format version */
 #define TS_STORE_ID_BYTES   16           /* random store identity */
@@ -142,7 +140,12 @@ struct ts_delta_entry {
   ts_value value;            /* PUT: the value (bytes in the arena) */
 };
 
+/* A new delta with one owner.  ts_delta_retain adds an owner (a cursor
+** that keeps reading it after the table retired it at commit);
+** ts_delta_free drops one and frees with the last. */
 ts_delta *ts_delta_new(void);
+void ts_delta_retain(ts_delta *d);
+int ts_delta_is_shared(const ts_delta *d);
 void ts_delta_free(ts_delta *d);
 /* Discard every entry and mark; bumps the generation. */
 void ts_delta_reset(ts_delta *d);
@@ -206,9 +209,11 @@ int ts_router_is_empty(const ts_router *r);
 ** device and inode hands out reference-counted ts_env handles.
 **
 ** Named databases: "meta" (format_version, store_id, last_epoch,
-** next_rowid), "data" (encoded key -> record), "created" (namespace part +
-** rowid -> key name, for newest-first listings), "rowids" (rowid ->
-** encoded key).  A record is rowid(8, BE) epoch(8, BE) type(1) payload.
+** next_rowid, next_nsid), "data" (encoded key -> record), "namespaces"
+** (namespace part "pns 0 sns 0" -> namespace id), "created" (namespace
+** id + rowid -> key name, for newest-first listings), "rowids" (rowid ->
+** encoded key).  Numbers are 8-byte big-endian.  A record is rowid(8)
+** epoch(8) type(1) payload.
 **
 ** The map can be remapped when it grows.  Every access to mapped memory
 ** happens between ts_env_read_lock() and ts_env_read_unlock(); growth takes
@@ -272,6 +277,10 @@ int ts_snap_get(ts_snap *s, const unsigned char *key, size_t nkey,
 ** TS_OK or TS_NOTFOUND.  Lock held. */
 int ts_snap_key_by_rowid(ts_snap *s, uint64_t rowid, unsigned char *buf,
                          size_t *n, ts_err *err);
+/* Id of a namespace part in the snapshot: TS_OK or TS_NOTFOUND (no key
+** was ever created there).  Lock held. */
+int ts_snap_ns_id(ts_snap *s, const unsigned char *ns, size_t nns,
+                  uint64_t *id, ts_err *err);
 /* Last committed epoch in the snapshot.  Lock held. */
 int ts_snap_last_epoch(ts_snap *s, uint64_t *epoch, ts_err *err);
 
@@ -377,9 +386,11 @@ struct ts_scan {
 };
 
 /* A merged cursor: committed snapshot + delta, one consistent snapshot for
-** the cursor's life. */
+** the cursor's life.  The cursor holds a reference on the delta, so a
+** statement still stepping when its transaction commits keeps seeing that
+** transaction's writes. */
 typedef struct ts_cursor ts_cursor;
-int ts_cursor_new(ts_store *st, const ts_delta *d, ts_cursor **out, ts_err *err);
+int ts_cursor_new(ts_store *st, ts_delta *d, ts_cursor **out, ts_err *err);
 void ts_cursor_free(ts_cursor *c);
 /* Position on the first row of the plan (bounds are copied). */
 int ts_cursor_begin(ts_cursor *c, const ts_scan *plan, ts_err *err);

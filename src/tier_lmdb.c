@@ -181,46 +181,70 @@ static int ts_env_create(const char *path, const struct stat *st,
   return TS_OK;
 }
 
-/* mkdir -p: create the missing directories of path, remembering how many
-** trailing components were new so a failed open can remove them again. */
-static int ts_dir_make(const char *path, int *ncreated, ts_err *err) {
-  char buf[4096];
+/* What opening an environment created on disk, so that a failed open
+** can take exactly that away again (a rejected table leaves nothing). */
+#define TS_PATH_MAX 4096
+#define TS_MADE_MAX 64
+typedef struct ts_made ts_made;
+struct ts_made {
+  char path[TS_PATH_MAX];
+  size_t end[TS_MADE_MAX];   /* path[0..end[i]) is a directory we created */
+  int ndirs;
+  int had_lock, had_data;    /* lock.mdb / data.mdb existed before */
+};
+
+/* Does path/name exist? */
+static int ts_file_exists(const char *path, const char *name) {
+  char buf[TS_PATH_MAX + 16];
+  snprintf(buf, sizeof(buf), "%s/%s", path, name);
+  return access(buf, F_OK) == 0;
+}
+
+/* Remove what ts_dir_make and a failed mdb_env_open created. */
+static void ts_dir_unmake(ts_made *m) {
+  char buf[TS_PATH_MAX + 16];
+  if (!m->had_lock) {
+    snprintf(buf, sizeof(buf), "%s/lock.mdb", m->path);
+    unlink(buf);
+  }
+  if (!m->had_data) {
+    snprintf(buf, sizeof(buf), "%s/data.mdb", m->path);
+    unlink(buf);
+  }
+  while (m->ndirs > 0) {
+    size_t e = m->end[--m->ndirs];
+    memcpy(buf, m->path, e);
+    buf[e] = 0;
+    rmdir(buf);
+  }
+}
+
+/* mkdir -p, remembering each directory it creates; on failure removes
+** them again. */
+static int ts_dir_make(const char *path, ts_made *m, ts_err *err) {
+  char buf[TS_PATH_MAX];
   size_t n = strlen(path);
-  *ncreated = 0;
+  memset(m, 0, sizeof(*m));
+  m->had_lock = m->had_data = 1;
   if (n >= sizeof(buf)) return ts_err_set(err, TS_CANTOPEN, "path '%s' is too long", path);
+  memcpy(m->path, path, n + 1);
   memcpy(buf, path, n + 1);
   for (size_t i = 1; i <= n; i++) {
     if (buf[i] != '/' && buf[i] != 0) continue;
     buf[i] = 0;
     if (mkdir(buf, 0755) == 0) {
-      (*ncreated)++;
+      if (m->ndirs < TS_MADE_MAX) m->end[m->ndirs++] = i;
     } else if (errno != EEXIST) {
-      int code = (errno == EACCES || errno == EROFS || errno == EPERM) ? TS_READONLY
-                 : errno == ENOSPC ? TS_FULL : TS_CANTOPEN;
-      return ts_err_set(err, code, "cannot create directory '%s': %s", buf, strerror(errno));
+      int e = errno;
+      int code = (e == EACCES || e == EROFS || e == EPERM) ? TS_READONLY : e == ENOSPC ? TS_FULL : TS_CANTOPEN;
+      ts_dir_unmake(m);
+      return ts_err_set(err, code, "cannot create directory '%s': %s", buf, strerror(e));
     }
     buf[i] = path[i];
   }
+  m->had_lock = ts_file_exists(path, "lock.mdb");
+  m->had_data = ts_file_exists(path, "data.mdb");
   return TS_OK;
-}
-
-/* Undo ts_dir_make: remove the LMDB files and the last ncreated directory
-** levels of path, deepest first. */
-static void ts_dir_unmake(const char *path, int ncreated) {
-  char buf[4096];
-  if (ncreated <= 0 || strlen(path) + 10 >= sizeof(buf)) return;
-  snprintf(buf, sizeof(buf), "%s/data.mdb", path);
-  unlink(buf);
-  snprintf(buf, sizeof(buf), "%s/lock.mdb", path);
-  unlink(buf);
-  snprintf(buf, sizeof(buf), "%s", path);
-  while (ncreated-- > 0) {
-    char *slash;
-    if (rmdir(buf) != 0) return;
-    slash = strrchr(buf, '/');
-    if (!slash || slash == buf) return;
-    *slash = 0;
-  }
 }
 
 /* Open path's environment (creating its directory) or share the one this
@@ -228,11 +252,11 @@ static void ts_dir_unmake(const char *path, int ncreated) {
 int ts_env_open(const char *path, size_t map_size, ts_env **out, ts_err *err) {
   struct stat st;
   ts_env *env;
-  int ncreated = 0;
-  int rc = ts_dir_make(path, &ncreated, err);
+  ts_made made;
+  int rc = ts_dir_make(path, &made, err);
   if (rc) return rc;
   if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
-    ts_dir_unmake(path, ncreated);
+    ts_dir_unmake(&made);
     return ts_err_set(err, TS_CANTOPEN, "LMDB environment directory '%s' is not a directory",
                       path);
   }
@@ -252,7 +276,7 @@ int ts_env_open(const char *path, size_t map_size, ts_env **out, ts_err *err) {
   }
   pthread_mutex_unlock(&ts_registry_mutex);
   if (rc == TS_OK) *out = env;
-  else ts_dir_unmake(path, ncreated);
+  else ts_dir_unmake(&made);
   return rc;
 }
 

@@ -355,6 +355,7 @@ def test_pagination_newest_first_stable_under_updates(db):
     assert max(created[k] for k in order[:500]) < min(created[k] for k in order[500:])
     assert [created[k] for k in order[500:]] == sorted(created[k] for k in order[500:])
     newest_first = sorted(created, key=created.get, reverse=True)
+    assert newest_first == order[::-1]
 
     rng = random.Random(1)
     seen = []
@@ -383,6 +384,25 @@ def test_pagination_newest_first_stable_under_updates(db):
     assert len(seen) == n, "%d rows paged, %d distinct" % (len(seen), len(set(seen)))
     assert len(set(seen)) == n
     assert seen == newest_first
+
+
+def test_creation_order_within_one_transaction(db):
+    # rowid is "increasing in creation order" (SPEC 3): keys created by
+    # successive statements of one transaction are numbered in statement
+    # order, the same order the transaction itself sees before COMMIT.
+    order = ["m", "c", "x", "a", "q"]
+    db.execute("BEGIN")
+    for k in order:
+        put(db, PNS, SNS, k, 1)
+    before = [r[0] for r in db.execute(FIRST_PAGE, (PNS, SNS))]
+    db.execute("COMMIT")
+    after = [r[0] for r in db.execute(FIRST_PAGE, (PNS, SNS))]
+    assert before == order[::-1]
+    assert after == order[::-1], "creation order changed at COMMIT: %r before, %r after" % (before, after)
+    # and the pagination test's stricter form: pages follow statement order
+    rowids = [r[0] for r in db.execute(
+        "SELECT rowid FROM kv WHERE primary_namespace=? AND secondary_namespace=? ORDER BY rowid", (PNS, SNS))]
+    assert rowids == sorted(rowids) and len(set(rowids)) == len(order)
 
 
 def test_pagination_inside_a_transaction_sees_own_writes(db):

@@ -220,7 +220,8 @@ static size_t run_scan(ts_cursor *c, const ts_scan *plan, crow *out, size_t max)
   CHECK(ts_cursor_eof(c));
   return n;
 }
-/* Compare got[0..ng) with want[0..nw); report the first difference. */
+/* Compare got[0..ng) with want[0..nw); report the first difference.
+** TS_DUMP=1 in the environment prints every row got. */
 static int rows_match(const char *what, const crow *got, size_t ng,
                       const crow *want, size_t nw) {
   size_t i;

@@ -534,3 +534,29 @@ const ts_delta_entry *ts_delta_step(const ts_delta *d,
   n = desc ? n->prev : n->next[0];
   return n ? &n->e : NULL;
 }
+
+/* Order provisional rowids (qsort callback). */
+static int delta_u64_cmp(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* The provisional rowids of the live fresh PUTs, sorted (creation order):
+** a commit numbers new keys by their rank here.  *out is malloc'd (NULL
+** when none). */
+int ts_delta_fresh_rowids(const ts_delta *d, uint64_t **out, size_t *n) {
+  size_t k = 0;
+  *out = NULL;
+  *n = 0;
+  for (const ts_delta_entry *e = ts_delta_seek(d, NULL, 0, 0); e; e = ts_delta_step(d, e, 0)) {
+    if (e->op == TS_OP_PUT && e->fresh) k++;
+  }
+  if (!k) return TS_OK;
+  *out = malloc(k * sizeof(uint64_t));
+  if (!*out) return TS_NOMEM;
+  for (const ts_delta_entry *e = ts_delta_seek(d, NULL, 0, 0); e; e = ts_delta_step(d, e, 0)) {
+    if (e->op == TS_OP_PUT && e->fresh) (*out)[(*n)++] = e->rowid;
+  }
+  qsort(*out, *n, sizeof(uint64_t), delta_u64_cmp);
+  return TS_OK;
+}

@@ -32,11 +32,14 @@ struct ts_env {
   int refs;
   char *path;
   MDB_env *mdb;
-  MDB_dbi dbi_meta, dbi_data, dbi_namespaces, dbi_created, dbi_rowids;
+  MDB_dbi dbi_meta, dbi_data, dbi_namespaces, dbi_created, dbi_rowids, dbi_replay;
   unsigned char store_id[TS_STORE_ID_BYTES];
   pthread_rwlock_t map_lock;
   pthread_mutex_t write_mutex;
   uint64_t map_gen;             /* read and written under map_lock */
+  uint64_t epoch_hwm;           /* highest epoch this process handed out */
+  uint64_t rowid_hwm;           /* highest creation number handed out */
+  ts_mem *mem;                  /* the ephemeral tier beside it, or NULL */
 };
 
 static pthread_mutex_t ts_registry_mutex = PTHREAD_MUTEX_INITIALIZER;
@@ -50,6 +53,9 @@ static MDB_dbi ts_env_dbi(const ts_env *env, ts_db_id db) {
   switch (db) {
     case TS_DB_CREATED: return env->dbi_created;
     case TS_DB_ROWIDS: return env->dbi_rowids;
+    case TS_DB_NAMESPACES: return env->dbi_namespaces;
+    case TS_DB_META: return env->dbi_meta;
+    case TS_DB_REPLAY: return env->dbi_replay;
     default: return env->dbi_data;
   }
 }
@@ -86,7 +92,7 @@ static int ts_meta_put_u64(MDB_txn *txn, const ts_env *env, const char *name,
 
 /* Open the named databases and create the metadata of a new store, or
 ** check the format version and read the identity of an existing one. */
-static int ts_env_init_layout(ts_env *env, ts_err *err) {
+static int ts_env_init_layout(ts_env *env, const unsigned char *identity, ts_err *err) {
   MDB_txn *txn = NULL;
   uint64_t version = 0;
   int found = 0;
@@ -97,6 +103,7 @@ static int ts_env_init_layout(ts_env *env, ts_err *err) {
   if (!rc) rc = mdb_dbi_open(txn, "namespaces", MDB_CREATE, &env->dbi_namespaces);
   if (!rc) rc = mdb_dbi_open(txn, "created", MDB_CREATE, &env->dbi_created);
   if (!rc) rc = mdb_dbi_open(txn, "rowids", MDB_CREATE, &env->dbi_rowids);
+  if (!rc) rc = mdb_dbi_open(txn, "replay", MDB_CREATE, &env->dbi_replay);
   if (!rc) rc = ts_meta_get_u64(txn, env, "format_version", &version, &found);
   if (rc) {
     mdb_txn_abort(txn);
@@ -104,7 +111,9 @@ static int ts_env_init_layout(ts_env *env, ts_err *err) {
   }
   if (!found) {
     MDB_val k = {8, "store_id"}, v = {TS_STORE_ID_BYTES, env->store_id};
-    if (getrandom(env->store_id, TS_STORE_ID_BYTES, 0) != TS_STORE_ID_BYTES) {
+    if (identity) {
+      memcpy(env->store_id, identity, TS_STORE_ID_BYTES);
+    } else if (getrandom(env->store_id, TS_STORE_ID_BYTES, 0) != TS_STORE_ID_BYTES) {
       mdb_txn_abort(txn);
       return ts_err_set(err, TS_IOERR, "no random bytes for the store identity of '%s'",
                         env->path);
@@ -136,6 +145,7 @@ static int ts_env_init_layout(ts_env *env, ts_err *err) {
 
 /* Free an environment handle that is not (or no longer) in the registry. */
 static void ts_env_destroy(ts_env *env) {
+  ts_mem_free(env->mem);
   if (env->mdb) mdb_env_close(env->mdb);
   pthread_rwlock_destroy(&env->map_lock);
   pthread_mutex_destroy(&env->write_mutex);
@@ -145,7 +155,8 @@ static void ts_env_destroy(ts_env *env) {
 
 /* Create and open a new environment handle for path. */
 static int ts_env_create(const char *path, const struct stat *st,
-                         size_t map_size, ts_env **out, ts_err *err) {
+                         size_t map_size, const unsigned char *identity,
+                         ts_env **out, ts_err *err) {
   int dead = 0;
   int rc;
   ts_env *env = calloc(1, sizeof(*env));
@@ -172,7 +183,7 @@ static int ts_env_create(const char *path, const struct stat *st,
     return code;
   }
   mdb_reader_check(env->mdb, &dead);   /* clear slots of dead processes */
-  rc = ts_env_init_layout(env, err);
+  rc = ts_env_init_layout(env, identity, err);
   if (rc) {
     ts_env_destroy(env);
     return rc;
@@ -248,8 +259,10 @@ static int ts_dir_make(const char *path, ts_made *m, ts_err *err) {
 }
 
 /* Open path's environment (creating its directory) or share the one this
-** process has open already. */
-int ts_env_open(const char *path, size_t map_size, ts_env **out, ts_err *err) {
+** process has open already.  A new environment takes identity as its store
+** identity (a backup takes its primary's), or a random one. */
+int ts_env_open_id(const char *path, size_t map_size,
+                   const unsigned char *identity, ts_env **out, ts_err *err) {
   struct stat st;
   ts_env *env;
   ts_made made;
@@ -267,7 +280,7 @@ int ts_env_open(const char *path, size_t map_size, ts_env **out, ts_err *err) {
   if (env) {
     env->refs++;
   } else {
-    rc = ts_env_create(path, &st, map_size, &env, err);
+    rc = ts_env_create(path, &st, map_size, identity, &env, err);
     if (rc == TS_OK) {
       env->refs = 1;
       env->next = ts_registry;
@@ -278,6 +291,11 @@ int ts_env_open(const char *path, size_t map_size, ts_env **out, ts_err *err) {
   if (rc == TS_OK) *out = env;
   else ts_dir_unmake(&made);
   return rc;
+}
+
+/* Open with a random identity for a new environment. */
+int ts_env_open(const char *path, size_t map_size, ts_env **out, ts_err *err) {
+  return ts_env_open_id(path, map_size, NULL, out, err);
 }
 
 /* Drop one reference; the last closes the LMDB environment. */
@@ -478,6 +496,38 @@ int ts_snap_last_epoch(ts_snap *s, uint64_t *epoch, ts_err *err) {
   return TS_OK;
 }
 
+/* Next creation number of the snapshot. */
+int ts_snap_next_rowid(ts_snap *s, uint64_t *next, ts_err *err) {
+  int found = 0;
+  int rc = ts_meta_get_u64(s->txn, s->env, "next_rowid", next, &found);
+  if (rc) return ts_env_fail(s->env, rc, "reading the next rowid", err);
+  if (!found) *next = 1;
+  return TS_OK;
+}
+
+/* The replay record of an epoch (pointers into the map). */
+int ts_snap_replay(ts_snap *s, uint64_t epoch, const unsigned char **p,
+                   size_t *n, ts_err *err) {
+  unsigned char eb[8];
+  MDB_val k = {8, eb}, v;
+  int rc;
+  ts_be64_put(eb, epoch);
+  rc = mdb_get(s->txn, s->env->dbi_replay, &k, &v);
+  if (rc == MDB_NOTFOUND) return TS_NOTFOUND;
+  if (rc) return ts_env_fail(s->env, rc, "reading a replay record", err);
+  *p = v.mv_data;
+  *n = v.mv_size;
+  return TS_OK;
+}
+
+/* The ephemeral tier beside this environment, created on first use. */
+ts_mem *ts_env_mem(ts_env *env) {
+  pthread_mutex_lock(&ts_registry_mutex);
+  if (!env->mem) env->mem = ts_mem_new();
+  pthread_mutex_unlock(&ts_registry_mutex);
+  return env->mem;
+}
+
 /* Attach an LMDB cursor over db to the snapshot. */
 int ts_lcur_open(ts_lcur *c, ts_snap *s, ts_db_id db, ts_err *err) {
   int rc;
@@ -569,24 +619,193 @@ int ts_lcur_step(ts_lcur *c, int desc, ts_err *err) {
   return ts_lcur_settle(c, rc, err);
 }
 
-/* State of one flush: the write transaction, the commit's epoch, the
-** counters it advances, the creation numbers of the delta's new keys, and
-** the namespace id of the last namespace touched (entries come in key
-** order, so consecutive entries mostly share it). */
-typedef struct ts_apply ts_apply;
-struct ts_apply {
+/* An open write transaction, as ts_env_write hands it to its callback,
+** with the namespace id of the last namespace touched (changes come in key
+** order, so consecutive ones mostly share it). */
+struct ts_wtxn {
   ts_env *env;
   MDB_txn *txn;
-  uint64_t epoch;
-  uint64_t base_rowid;       /* first creation number of this commit */
-  uint64_t next_rowid;       /* next number after the fresh ones */
-  uint64_t next_nsid;
-  uint64_t *fresh;           /* provisional rowids of fresh PUTs, sorted */
-  size_t nfresh;
   unsigned char ns[TS_LMDB_KEY_MAX];
   size_t nns;
   uint64_t nsid;             /* 0: ns not looked up yet */
 };
+
+/* Commit lock of an environment (writers of this process). */
+void ts_env_commit_lock(ts_env *env) { pthread_mutex_lock(&env->write_mutex); }
+void ts_env_commit_unlock(ts_env *env) { pthread_mutex_unlock(&env->write_mutex); }
+
+int ts_wtxn_meta_get(ts_wtxn *w, const char *name, uint64_t *v) {
+  int found;
+  int rc = ts_meta_get_u64(w->txn, w->env, name, v, &found);
+  if (!rc && !found) *v = 0;
+  return rc;
+}
+
+int ts_wtxn_meta_put(ts_wtxn *w, const char *name, uint64_t v) {
+  return ts_meta_put_u64(w->txn, w->env, name, v);
+}
+
+int ts_wtxn_get(ts_wtxn *w, const unsigned char *key, size_t nkey, ts_record *rec) {
+  MDB_val k = {nkey, (void *)key}, v;
+  int rc = mdb_get(w->txn, w->env->dbi_data, &k, &v);
+  if (rc) return rc;
+  return ts_record_decode(v.mv_data, v.mv_size, rec) ? MDB_CORRUPTED : 0;
+}
+
+/* The id of key's namespace part, created when create is set.
+** *id = 0 when absent and not created. */
+static int ts_wtxn_nsid(ts_wtxn *w, const unsigned char *key, size_t nkey,
+                        int create, uint64_t *id) {
+  size_t nns = ts_key_ns_len(key, nkey);
+  MDB_val k = {nns, (void *)key}, v;
+  unsigned char idb[8];
+  uint64_t next;
+  int rc;
+  if (w->nsid && nns == w->nns && !memcmp(key, w->ns, nns)) {
+    *id = w->nsid;
+    return 0;
+  }
+  *id = 0;
+  rc = mdb_get(w->txn, w->env->dbi_namespaces, &k, &v);
+  if (rc == 0) {
+    if (v.mv_size != 8) return MDB_CORRUPTED;
+    *id = ts_be64_get(v.mv_data);
+  } else if (rc != MDB_NOTFOUND) {
+    return rc;
+  } else if (create) {
+    rc = ts_wtxn_meta_get(w, "next_nsid", &next);
+    if (rc) return rc;
+    *id = next ? next : 1;
+    ts_be64_put(idb, *id);
+    v.mv_size = 8;
+    v.mv_data = idb;
+    rc = mdb_put(w->txn, w->env->dbi_namespaces, &k, &v, 0);
+    if (!rc) rc = ts_wtxn_meta_put(w, "next_nsid", *id + 1);
+    if (rc) return rc;
+  } else {
+    return 0;
+  }
+  memcpy(w->ns, key, nns);
+  w->nns = nns;
+  w->nsid = *id;
+  return 0;
+}
+
+/* Add (add=1) or remove a key's creation-index and rowid-index entries. */
+static int ts_wtxn_index(ts_wtxn *w, const unsigned char *key, size_t nkey,
+                         uint64_t rowid, int add) {
+  unsigned char ck[16];
+  size_t nns = ts_key_ns_len(key, nkey);
+  MDB_val k = {16, ck}, v = {nkey - nns, (void *)(key + nns)};
+  uint64_t nsid;
+  int rc = ts_wtxn_nsid(w, key, nkey, add, &nsid);
+  if (rc) return rc;
+  ts_be64_put(ck, nsid);
+  ts_be64_put(ck + 8, rowid);
+  rc = add ? mdb_put(w->txn, w->env->dbi_created, &k, &v, 0) : mdb_del(w->txn, w->env->dbi_created, &k, NULL);
+  if (rc && rc != MDB_NOTFOUND) return rc;
+  k.mv_size = 8;
+  k.mv_data = ck + 8;
+  v.mv_size = nkey;
+  v.mv_data = (void *)key;
+  rc = add ? mdb_put(w->txn, w->env->dbi_rowids, &k, &v, 0) : mdb_del(w->txn, w->env->dbi_rowids, &k, NULL);
+  return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* Apply a resolved change with its indexes. */
+int ts_wtxn_change(ts_wtxn *w, const ts_change *c) {
+  MDB_val k = {c->nkey, (void *)c->key}, v;
+  ts_record old;
+  int rc = ts_wtxn_get(w, c->key, c->nkey, &old);
+  int exists = rc == 0;
+  if (rc && rc != MDB_NOTFOUND) return rc;
+  rc = 0;
+  if (c->op == TS_OP_DEL) {
+    if (!exists) return 0;
+    rc = ts_wtxn_index(w, c->key, c->nkey, old.rowid, 0);
+    return rc ? rc : mdb_del(w->txn, w->env->dbi_data, &k, NULL);
+  }
+  if (exists && old.rowid != c->rowid) rc = ts_wtxn_index(w, c->key, c->nkey, old.rowid, 0);
+  if (!rc && (!exists || old.rowid != c->rowid)) rc = ts_wtxn_index(w, c->key, c->nkey, c->rowid, 1);
+  if (rc) return rc;
+  v.mv_size = ts_record_size(&c->value);
+  rc = mdb_put(w->txn, w->env->dbi_data, &k, &v, MDB_RESERVE);
+  if (rc) return rc;
+  ts_record_encode(v.mv_data, c->rowid, c->epoch, &c->value);
+  return 0;
+}
+
+/* Store the replay record of an epoch: the keys of its changes. */
+int ts_wtxn_replay_put(ts_wtxn *w, uint64_t epoch, const ts_change *ch, size_t n) {
+  unsigned char eb[8];
+  MDB_val k = {8, eb}, v;
+  unsigned char *p;
+  size_t total = 0;
+  int rc;
+  for (size_t i = 0; i < n; i++) total += 2 + ch[i].nkey;
+  if (!total) return 0;
+  ts_be64_put(eb, epoch);
+  v.mv_size = total;
+  rc = mdb_put(w->txn, w->env->dbi_replay, &k, &v, MDB_RESERVE);
+  if (rc) return rc;
+  p = v.mv_data;
+  for (size_t i = 0; i < n; i++) {
+    p[0] = (unsigned char)(ch[i].nkey >> 8);
+    p[1] = (unsigned char)(ch[i].nkey & 0xff);
+    memcpy(p + 2, ch[i].key, ch[i].nkey);
+    p += 2 + ch[i].nkey;
+  }
+  return 0;
+}
+
+/* Remove the replay records of epochs <= upto. */
+int ts_wtxn_replay_prune(ts_wtxn *w, uint64_t upto) {
+  MDB_cursor *cur;
+  MDB_val k, v;
+  int rc = mdb_cursor_open(w->txn, w->env->dbi_replay, &cur);
+  if (rc) return rc;
+  while ((rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST)) == 0) {
+    if (k.mv_size != 8 || ts_be64_get(k.mv_data) > upto) break;
+    rc = mdb_cursor_del(cur, 0);
+    if (rc) break;
+  }
+  mdb_cursor_close(cur);
+  return rc == MDB_NOTFOUND || rc == 0 ? 0 : rc;
+}
+
+/* Replace one database's contents with the snapshot's (sorted, so
+** MDB_APPEND). */
+static int ts_wtxn_copy_db(ts_wtxn *w, ts_snap *src, ts_db_id db) {
+  MDB_dbi to = ts_env_dbi(w->env, db);
+  MDB_cursor *cur;
+  MDB_val k, v;
+  int rc = mdb_drop(w->txn, to, 0);
+  if (!rc) rc = mdb_cursor_open(src->txn, ts_env_dbi(src->env, db), &cur);
+  if (rc) return rc;
+  for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    rc = mdb_put(w->txn, to, &k, &v, MDB_APPEND);
+    if (rc) break;
+  }
+  mdb_cursor_close(cur);
+  return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* Make this environment an exact copy of the snapshot's store (the meta
+** keeps this environment's own identity check to the caller). */
+int ts_wtxn_copy_from(ts_wtxn *w, ts_snap *src) {
+  static const ts_db_id dbs[] = {TS_DB_DATA, TS_DB_NAMESPACES, TS_DB_CREATED, TS_DB_ROWIDS};
+  static const char *const nums[] = {"last_epoch", "next_rowid", "next_nsid"};
+  int rc = 0;
+  for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]) && !rc; i++) rc = ts_wtxn_copy_db(w, src, dbs[i]);
+  rc = rc ? rc : mdb_drop(w->txn, w->env->dbi_replay, 0);
+  for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]) && !rc; i++) {
+    uint64_t v = 0;
+    int found;
+    rc = ts_meta_get_u64(src->txn, src->env, nums[i], &v, &found);
+    if (!rc) rc = ts_wtxn_meta_put(w, nums[i], v);
+  }
+  return rc;
+}
 
 /* Order provisional rowids (qsort/bsearch callback). */
 static int ts_u64_cmp(const void *a, const void *b) {
@@ -594,195 +813,112 @@ static int ts_u64_cmp(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
-/* The creation number a new key gets: keys created by this transaction
-** are numbered in the order they were created (their provisional rowids),
-** whatever their key order. */
-static uint64_t ts_apply_new_rowid(ts_apply *ap, const ts_delta_entry *e) {
-  const uint64_t *hit = NULL;
-  if (e->fresh && ap->nfresh) hit = bsearch(&e->rowid, ap->fresh, ap->nfresh, sizeof(uint64_t), ts_u64_cmp);
-  if (hit) return ap->base_rowid + (uint64_t)(hit - ap->fresh);
-  return ap->next_rowid++;    /* a kept key that another writer deleted */
+/* Rank of a fresh entry's provisional rowid among all fresh ones, or -1. */
+static long ts_fresh_rank(const ts_commit *c, const ts_delta_entry *e) {
+  const uint64_t *hit;
+  if (!e->fresh || !c->nfresh) return -1;
+  hit = bsearch(&e->rowid, c->fresh, c->nfresh, sizeof(uint64_t), ts_u64_cmp);
+  return hit ? (long)(hit - c->fresh) : -1;
 }
 
-/* The id of key's namespace part, created when create is set.
-** *id = 0 when absent and not created. */
-static int ts_apply_nsid(ts_apply *ap, const unsigned char *key, size_t nkey,
-                         int create, uint64_t *id) {
-  size_t nns = ts_key_ns_len(key, nkey);
-  MDB_val k = {nns, (void *)key}, v;
-  unsigned char idb[8];
-  int rc;
-  if (ap->nsid && nns == ap->nns && !memcmp(key, ap->ns, nns)) {
-    *id = ap->nsid;
-    return 0;
-  }
-  *id = 0;
-  rc = mdb_get(ap->txn, ap->env->dbi_namespaces, &k, &v);
-  if (rc == 0) {
-    if (v.mv_size != 8) return MDB_CORRUPTED;
-    *id = ts_be64_get(v.mv_data);
-  } else if (rc != MDB_NOTFOUND) {
-    return rc;
-  } else if (create) {
-    *id = ap->next_nsid++;
-    ts_be64_put(idb, *id);
-    v.mv_size = 8;
-    v.mv_data = idb;
-    rc = mdb_put(ap->txn, ap->env->dbi_namespaces, &k, &v, 0);
-    if (rc) return rc;
-  } else {
-    return 0;
-  }
-  memcpy(ap->ns, key, nns);
-  ap->nns = nns;
-  ap->nsid = *id;
-  return 0;
+/* Does this entry belong to the environment being committed? */
+static int ts_commit_wants(const ts_commit *c, const ts_delta_entry *e) {
+  ts_name pns, sns, key;
+  if (e->op == TS_OP_NONE) return 0;
+  if (!c->router || ts_router_is_empty(c->router)) return 1;
+  if (ts_key_decode(e->key, e->nkey, &pns, &sns, &key)) return 0;
+  return ts_router_route(c->router, pns, sns, key) == TS_TIER_PRIMARY;
 }
 
-/* Remove a key's creation-index and rowid-index entries. */
-static int ts_apply_unindex(ts_apply *ap, const unsigned char *key, size_t nkey,
-                            uint64_t rowid) {
-  unsigned char ck[16];
-  MDB_val k = {16, ck};
-  uint64_t nsid;
-  int rc = ts_apply_nsid(ap, key, nkey, 0, &nsid);
-  if (rc) return rc;
-  ts_be64_put(ck, nsid);
-  ts_be64_put(ck + 8, rowid);
-  rc = mdb_del(ap->txn, ap->env->dbi_created, &k, NULL);
-  if (rc && rc != MDB_NOTFOUND) return rc;
-  k.mv_size = 8;
-  k.mv_data = ck + 8;
-  rc = mdb_del(ap->txn, ap->env->dbi_rowids, &k, NULL);
-  return rc == MDB_NOTFOUND ? 0 : rc;
-}
-
-/* Add a key's creation-index and rowid-index entries. */
-static int ts_apply_index(ts_apply *ap, const unsigned char *key, size_t nkey,
-                          uint64_t rowid) {
-  unsigned char ck[16];
-  size_t nns = ts_key_ns_len(key, nkey);
-  MDB_val k = {16, ck}, v = {nkey - nns, (void *)(key + nns)};
-  uint64_t nsid;
-  int rc = ts_apply_nsid(ap, key, nkey, 1, &nsid);
-  if (rc) return rc;
-  ts_be64_put(ck, nsid);
-  ts_be64_put(ck + 8, rowid);
-  rc = mdb_put(ap->txn, ap->env->dbi_created, &k, &v, 0);
-  if (rc) return rc;
-  k.mv_size = 8;
-  k.mv_data = ck + 8;
-  v.mv_size = nkey;
-  v.mv_data = (void *)key;
-  return mdb_put(ap->txn, ap->env->dbi_rowids, &k, &v, 0);
-}
-
-/* Apply one delta entry inside the write transaction. */
-static int ts_apply_entry(ts_apply *ap, const ts_delta_entry *e) {
-  MDB_val k = {e->nkey, (void *)e->key}, v;
-  ts_record old;
-  uint64_t rowid;
-  int exists;
-  int rc = mdb_get(ap->txn, ap->env->dbi_data, &k, &v);
-  if (rc && rc != MDB_NOTFOUND) return rc;
-  exists = (rc == 0);
-  if (exists && ts_record_decode(v.mv_data, v.mv_size, &old)) return MDB_CORRUPTED;
-  if (e->op == TS_OP_DEL) {
-    if (!exists) return 0;
-    rc = ts_apply_unindex(ap, e->key, e->nkey, old.rowid);
-    return rc ? rc : mdb_del(ap->txn, ap->env->dbi_data, &k, NULL);
-  }
-  if (exists && !e->fresh) {
-    rowid = old.rowid;
-  } else {
-    if (exists) {
-      rc = ts_apply_unindex(ap, e->key, e->nkey, old.rowid);
-      if (rc) return rc;
-    }
-    rowid = ts_apply_new_rowid(ap, e);
-    rc = ts_apply_index(ap, e->key, e->nkey, rowid);
-    if (rc) return rc;
-  }
-  v.mv_size = ts_record_size(&e->value);
-  rc = mdb_put(ap->txn, ap->env->dbi_data, &k, &v, MDB_RESERVE);
-  if (rc) return rc;
-  ts_record_encode(v.mv_data, rowid, ap->epoch, &e->value);
-  return 0;
-}
-
-/* Collect and sort the provisional rowids of the delta's fresh PUTs. */
-static int ts_apply_collect_fresh(ts_apply *ap, const ts_delta *d) {
+/* The transaction body of a primary commit: resolve each entry of the
+** delta into a change (creation numbers: kept, or new in creation order),
+** apply it, and record epoch, numbers and the replay record. */
+static int ts_commit_body(void *ctx, ts_wtxn *w) {
+  ts_commit *c = ctx;
+  ts_env *env = w->env;
+  uint64_t last, next_rowid, extra;
   size_t n = 0;
-  for (const ts_delta_entry *e = ts_delta_seek(d, NULL, 0, 0); e; e = ts_delta_step(d, e, 0)) {
-    if (e->op == TS_OP_PUT && e->fresh) n++;
+  int rc = ts_wtxn_meta_get(w, "last_epoch", &last);
+  if (!rc) rc = ts_wtxn_meta_get(w, "next_rowid", &next_rowid);
+  if (rc) return rc;
+  if (last < env->epoch_hwm) last = env->epoch_hwm;
+  if (next_rowid <= env->rowid_hwm) next_rowid = env->rowid_hwm + 1;
+  c->epoch = last + 1;
+  c->base_rowid = next_rowid;
+  extra = next_rowid + c->nfresh;
+  c->nchanges = 0;
+  for (const ts_delta_entry *e = ts_delta_seek(c->d, NULL, 0, 0); e && !rc; e = ts_delta_step(c->d, e, 0)) {
+    ts_change ch;
+    ts_record old;
+    long rank;
+    if (!ts_commit_wants(c, e)) continue;
+    memset(&ch, 0, sizeof(ch));
+    ch.key = e->key;
+    ch.nkey = e->nkey;
+    ch.op = e->op;
+    if (e->op == TS_OP_PUT) {
+      rc = ts_wtxn_get(w, e->key, e->nkey, &old);
+      if (rc && rc != MDB_NOTFOUND) break;
+      rank = ts_fresh_rank(c, e);
+      if (rc == 0 && !e->fresh) ch.rowid = old.rowid;
+      else ch.rowid = rank >= 0 ? c->base_rowid + (uint64_t)rank : extra++;
+      ch.value = e->value;
+      ch.epoch = c->epoch;
+    }
+    rc = ts_wtxn_change(w, &ch);
+    if (!rc && c->journal) {
+      if (n == c->nchanges) {
+        size_t na = n ? 2 * n : 64;
+        ts_change *nc = realloc(c->changes, na * sizeof(*nc));
+        if (!nc) return ENOMEM;
+        c->changes = nc;
+        n = na;
+      }
+      c->changes[c->nchanges++] = ch;
+    }
   }
-  if (!n) return 0;
-  ap->fresh = malloc(n * sizeof(uint64_t));
-  if (!ap->fresh) return ENOMEM;
-  for (const ts_delta_entry *e = ts_delta_seek(d, NULL, 0, 0); e; e = ts_delta_step(d, e, 0)) {
-    if (e->op == TS_OP_PUT && e->fresh) ap->fresh[ap->nfresh++] = e->rowid;
-  }
-  qsort(ap->fresh, ap->nfresh, sizeof(uint64_t), ts_u64_cmp);
-  return 0;
-}
-
-/* Apply every entry of the delta, in key order, stamped with the next
-** epoch; the metadata records the epoch and the next numbers. */
-static int ts_apply_delta(ts_env *env, MDB_txn *txn, const ts_delta *d,
-                          uint64_t *epoch) {
-  ts_apply ap;
-  uint64_t last = 0;
-  int found, rc;
-  memset(&ap, 0, sizeof(ap));
-  ap.env = env;
-  ap.txn = txn;
-  rc = ts_meta_get_u64(txn, env, "last_epoch", &last, &found);
-  if (!rc) rc = ts_meta_get_u64(txn, env, "next_rowid", &ap.base_rowid, &found);
-  if (!rc && !found) ap.base_rowid = 1;
-  if (!rc) rc = ts_meta_get_u64(txn, env, "next_nsid", &ap.next_nsid, &found);
-  if (!rc && !found) ap.next_nsid = 1;
-  if (!rc) rc = ts_apply_collect_fresh(&ap, d);
-  ap.epoch = *epoch = last + 1;
-  ap.next_rowid = ap.base_rowid + ap.nfresh;
-  for (const ts_delta_entry *e = ts_delta_seek(d, NULL, 0, 0); e && !rc; e = ts_delta_step(d, e, 0)) {
-    if (e->op != TS_OP_NONE) rc = ts_apply_entry(&ap, e);
-  }
-  if (!rc) rc = ts_meta_put_u64(txn, env, "last_epoch", ap.epoch);
-  if (!rc) rc = ts_meta_put_u64(txn, env, "next_rowid", ap.next_rowid);
-  if (!rc) rc = ts_meta_put_u64(txn, env, "next_nsid", ap.next_nsid);
-  free(ap.fresh);
+  if (!rc) rc = ts_wtxn_meta_put(w, "last_epoch", c->epoch);
+  c->next_rowid = extra;
+  if (!rc) rc = ts_wtxn_meta_put(w, "next_rowid", extra);
+  if (!rc && c->journal) rc = ts_wtxn_replay_put(w, c->epoch, c->changes, c->nchanges);
+  if (!rc && c->backup_epoch) rc = ts_wtxn_replay_prune(w, c->backup_epoch);
   return rc;
 }
 
-/* The map size to grow to after MDB_MAP_FULL while applying d. */
-static size_t ts_grow_target(ts_env *env, const ts_delta *d) {
+/* The map size to grow to after MDB_MAP_FULL. */
+static size_t ts_grow_target(ts_env *env, size_t hint) {
   MDB_envinfo info;
   size_t cur, want;
   mdb_env_info(env->mdb, &info);
   cur = info.me_mapsize;
-  want = cur + 4 * ts_delta_bytes(d) + ((size_t)1 << 20);
+  want = cur + 4 * hint + ((size_t)1 << 20);
   if (want < 2 * cur) want = 2 * cur;
   return (want + ((size_t)1 << 20) - 1) & ~(((size_t)1 << 20) - 1);
 }
 
-/* Flush a delta as one write transaction; grow and replay on map full. */
-int ts_env_apply(ts_env *env, const ts_delta *d, ts_durability dur,
-                 uint64_t *epoch, ts_err *err) {
-  unsigned flags = dur == TS_DURABLE ? 0 : MDB_NOMETASYNC;
+/* Run fn in a write transaction; grow and run again on map full.  The
+** 'written' level sets MDB_NOMETASYNC on the environment around the commit
+** (LMDB 0.9 reads the sync flags from the environment, not the
+** transaction; the commit lock keeps other writers of this process out). */
+int ts_env_write(ts_env *env, ts_durability dur, size_t grow_hint,
+                 ts_write_fn fn, void *ctx, ts_err *err) {
   int rc = 0;
-  pthread_mutex_lock(&env->write_mutex);
   for (int attempt = 0; attempt < TS_GROW_ATTEMPTS; attempt++) {
-    MDB_txn *txn = NULL;
+    ts_wtxn w;
+    memset(&w, 0, sizeof(w));
+    w.env = env;
     ts_env_read_lock(env);
-    rc = mdb_txn_begin(env->mdb, NULL, flags, &txn);
+    if (dur != TS_DURABLE) mdb_env_set_flags(env->mdb, MDB_NOMETASYNC, 1);
+    rc = mdb_txn_begin(env->mdb, NULL, 0, &w.txn);
     if (!rc) {
-      rc = ts_apply_delta(env, txn, d, epoch);
+      rc = fn(ctx, &w);
       if (!rc) {
-        rc = mdb_txn_commit(txn);
+        rc = mdb_txn_commit(w.txn);
       } else {
-        mdb_txn_abort(txn);
+        mdb_txn_abort(w.txn);
       }
     }
+    if (dur != TS_DURABLE) mdb_env_set_flags(env->mdb, MDB_NOMETASYNC, 0);
     ts_env_read_unlock(env);
     if (rc == MDB_MAP_RESIZED) {
       rc = ts_env_remap(env, 0);
@@ -790,19 +926,71 @@ int ts_env_apply(ts_env *env, const ts_delta *d, ts_durability dur,
       continue;
     }
     if (rc != MDB_MAP_FULL) break;
-    rc = ts_env_remap(env, ts_grow_target(env, d));
+    rc = ts_env_remap(env, ts_grow_target(env, grow_hint));
     if (rc) {
       rc = MDB_MAP_FULL;
       break;
     }
   }
-  pthread_mutex_unlock(&env->write_mutex);
   if (rc == MDB_MAP_FULL) {
     return ts_err_set(err, TS_FULL, "LMDB environment '%s' is full and cannot grow its map",
                       env->path);
   }
+  if (rc == ENOMEM) return ts_err_set(err, TS_NOMEM, "out of memory writing '%s'", env->path);
   if (rc) return ts_env_fail(env, rc, "committing to", err);
   return TS_OK;
+}
+
+/* Commit a delta's entries for this environment (commit lock held). */
+int ts_env_commit(ts_env *env, ts_commit *c, ts_err *err) {
+  int rc = ts_env_write(env, c->durability, ts_delta_bytes(c->d), ts_commit_body, c, err);
+  if (rc == TS_OK) {
+    env->epoch_hwm = c->epoch;
+    env->rowid_hwm = c->next_rowid - 1;
+  }
+  return rc;
+}
+
+/* Number an in-memory-only commit (commit lock held). */
+int ts_env_reserve(ts_env *env, size_t nfresh, uint64_t *epoch,
+                   uint64_t *base_rowid, ts_err *err) {
+  ts_snap s = {0};
+  uint64_t last = 0, next = 0;
+  int rc = ts_snap_begin(&s, env, err);
+  if (rc) return rc;
+  ts_env_read_lock(env);
+  rc = ts_snap_last_epoch(&s, &last, err);
+  if (!rc) rc = ts_snap_next_rowid(&s, &next, err);
+  ts_env_read_unlock(env);
+  ts_snap_free(&s);
+  if (rc) return rc;
+  if (last < env->epoch_hwm) last = env->epoch_hwm;
+  if (next <= env->rowid_hwm) next = env->rowid_hwm + 1;
+  *epoch = env->epoch_hwm = last + 1;
+  *base_rowid = next;
+  if (nfresh) env->rowid_hwm = next + nfresh - 1;
+  return TS_OK;
+}
+
+/* Flush a delta on its own: every entry goes to this environment. */
+int ts_env_apply(ts_env *env, const ts_delta *d, ts_durability dur,
+                 uint64_t *epoch, ts_err *err) {
+  ts_commit c;
+  uint64_t *fresh;
+  size_t nfresh;
+  int rc;
+  if (ts_delta_fresh_rowids(d, &fresh, &nfresh)) return ts_err_set(err, TS_NOMEM, "out of memory");
+  memset(&c, 0, sizeof(c));
+  c.d = d;
+  c.fresh = fresh;
+  c.nfresh = nfresh;
+  c.durability = dur;
+  ts_env_commit_lock(env);
+  rc = ts_env_commit(env, &c, err);
+  ts_env_commit_unlock(env);
+  free(fresh);
+  *epoch = c.epoch;
+  return rc;
 }
 
 /* Flush the environment to stable storage. */

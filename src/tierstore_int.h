@@ -169,6 +169,10 @@ uint64_t ts_delta_new_rowid(ts_delta *d);
 /* The live fresh PUT entry holding provisional rowid, or NULL. */
 const ts_delta_entry *ts_delta_by_rowid(const ts_delta *d, uint64_t rowid);
 
+/* The provisional rowids of the live fresh PUTs, sorted: a commit numbers
+** new keys by their rank here.  *out is malloc'd (NULL when none). */
+int ts_delta_fresh_rowids(const ts_delta *d, uint64_t **out, size_t *n);
+
 /* Savepoints, numbered as SQLite numbers them (xSavepoint/xRelease/
 ** xRollbackTo). */
 int ts_delta_savepoint(ts_delta *d, int level);
@@ -200,6 +204,35 @@ ts_tier_id ts_router_route(const ts_router *r, ts_name pns, ts_name sns,
 int ts_router_is_empty(const ts_router *r);
 
 #endif /* TIERSTORE_INT_H */
+
+/**************************************************************************
+** The ephemeral tier (tier_mem.c): an immutable, reference-counted
+** snapshot of key-ordered rows, replaced whole at each commit.
+*/
+typedef struct ts_mem ts_mem;
+typedef struct ts_mem_snap ts_mem_snap;
+typedef struct ts_mem_row ts_mem_row;
+struct ts_mem_row {
+  int refs;                  /* guarded by the tier's mutex */
+  uint64_t rowid, epoch;
+  const unsigned char *key;  /* encoded key */
+  size_t nkey;
+  ts_value value;
+};
+ts_mem *ts_mem_new(void);
+void ts_mem_free(ts_mem *m);
+/* Take / give back the current snapshot; rows stay valid while held. */
+ts_mem_snap *ts_mem_snapshot(ts_mem *m);
+void ts_mem_snap_release(ts_mem *m, ts_mem_snap *s);
+size_t ts_mem_snap_count(const ts_mem_snap *s);
+const ts_mem_row *ts_mem_snap_row(const ts_mem_snap *s, size_t i);
+/* Index of the first row >= k (asc) or of the last row <= k (desc;
+** (size_t)-1 when none). */
+size_t ts_mem_snap_seek(const ts_mem_snap *s, const unsigned char *k,
+                        size_t nk, int desc);
+const ts_mem_row *ts_mem_snap_get(const ts_mem_snap *s, const unsigned char *k,
+                                  size_t nk);
+const ts_mem_row *ts_mem_snap_by_rowid(const ts_mem_snap *s, uint64_t rowid);
 
 /**************************************************************************
 ** One LMDB environment (tier_lmdb.c).
@@ -240,11 +273,18 @@ struct ts_record {
 };
 
 /* Which named database a cursor walks. */
-typedef enum ts_db_id { TS_DB_DATA = 0, TS_DB_CREATED = 1, TS_DB_ROWIDS = 2 } ts_db_id;
+typedef enum ts_db_id {
+  TS_DB_DATA = 0, TS_DB_CREATED, TS_DB_ROWIDS, TS_DB_NAMESPACES, TS_DB_META, TS_DB_REPLAY
+} ts_db_id;
+#define TS_NDB 6
 
 /* Open (or share) the environment in directory path, which must exist.
 ** map_size is the initial map size when this process opens it first. */
 int ts_env_open(const char *path, size_t map_size, ts_env **out, ts_err *err);
+/* The same, giving a new environment the store identity identity (a
+** backup takes its primary's). */
+int ts_env_open_id(const char *path, size_t map_size,
+                   const unsigned char *identity, ts_env **out, ts_err *err);
 /* Drop one reference; the last one closes the environment. */
 void ts_env_close(ts_env *env);
 const char *ts_env_path(const ts_env *env);
@@ -312,12 +352,108 @@ int ts_lcur_revalidate(ts_lcur *c, ts_err *err);
 /* Decode a stored record value. */
 int ts_record_decode(const void *p, size_t n, ts_record *rec);
 
-/* Flush a delta: one LMDB write transaction stamped with the next epoch.
-** Grows the map and replays on MDB_MAP_FULL.  *epoch receives the epoch. */
+/* A resolved change: what one key becomes in a tier at a commit.  Bytes
+** are owned elsewhere (the delta, or a mapped page). */
+typedef struct ts_change ts_change;
+struct ts_change {
+  const unsigned char *key;
+  size_t nkey;
+  ts_op op;                  /* TS_OP_PUT or TS_OP_DEL */
+  ts_value value;            /* PUT */
+  uint64_t rowid, epoch;     /* PUT */
+};
+
+/* Writers of one environment in this process take its commit lock; every
+** ts_env_write / ts_env_commit / ts_env_reserve call needs it held.  Lock
+** order: a primary's before its backup's. */
+void ts_env_commit_lock(ts_env *env);
+void ts_env_commit_unlock(ts_env *env);
+
+/* One write transaction running fn, committed at durability dur.  On
+** MDB_MAP_FULL the map grows (by at least grow_hint bytes) and fn runs
+** again from scratch, so fn must only depend on its inputs. */
+typedef struct ts_wtxn ts_wtxn;
+typedef int (*ts_write_fn)(void *ctx, ts_wtxn *w);
+int ts_env_write(ts_env *env, ts_durability dur, size_t grow_hint,
+                 ts_write_fn fn, void *ctx, ts_err *err);
+/* Inside fn (each returns an LMDB code): */
+/* Apply a resolved change, keeping the namespace, creation and rowid
+** indexes in step. */
+int ts_wtxn_change(ts_wtxn *w, const ts_change *c);
+/* The current record of key (TS_NOTFOUND-like: MDB_NOTFOUND). */
+int ts_wtxn_get(ts_wtxn *w, const unsigned char *key, size_t nkey,
+                ts_record *rec);
+/* Metadata numbers ("last_epoch", "next_rowid", ...); absent reads 0. */
+int ts_wtxn_meta_get(ts_wtxn *w, const char *name, uint64_t *v);
+int ts_wtxn_meta_put(ts_wtxn *w, const char *name, uint64_t v);
+/* The replay record of an epoch: the keys it changed (see ts_replay_*). */
+int ts_wtxn_replay_put(ts_wtxn *w, uint64_t epoch, const ts_change *ch,
+                       size_t n);
+/* Remove replay records of epochs <= upto. */
+int ts_wtxn_replay_prune(ts_wtxn *w, uint64_t upto);
+/* Replace this environment's data, indexes and numbers with an exact copy
+** of the snapshot's (the backup fill). */
+int ts_wtxn_copy_from(ts_wtxn *w, ts_snap *src);
+
+/* A primary commit of a frozen delta. */
+typedef struct ts_commit ts_commit;
+struct ts_commit {
+  const ts_delta *d;
+  const ts_router *router;   /* when set, keys it routes elsewhere are skipped */
+  const uint64_t *fresh;     /* provisional rowids of all fresh PUTs, sorted */
+  size_t nfresh;
+  ts_durability durability;
+  int journal;               /* keep a replay record and return the changes */
+  uint64_t backup_epoch;     /* replay records up to this epoch may go */
+  /* out */
+  uint64_t epoch;            /* the commit's epoch */
+  uint64_t base_rowid;       /* creation number of the oldest fresh PUT */
+  uint64_t next_rowid;       /* the next creation number after the commit */
+  ts_change *changes;        /* journal: the resolved changes (free()) */
+  size_t nchanges;
+};
+/* Commit c->d's entries for this environment (commit lock held). */
+int ts_env_commit(ts_env *env, ts_commit *c, ts_err *err);
+/* Number a commit that writes no environment (only the ephemeral tier):
+** the next epoch and nfresh creation numbers, in memory (commit lock
+** held; reads the metadata, writes nothing). */
+int ts_env_reserve(ts_env *env, size_t nfresh, uint64_t *epoch,
+                   uint64_t *base_rowid, ts_err *err);
+/* Flush a delta on its own: lock, commit every entry, unlock. */
 int ts_env_apply(ts_env *env, const ts_delta *d, ts_durability dur,
                  uint64_t *epoch, ts_err *err);
+/* Replay records: the keys an epoch changed, as [u16 BE length][bytes]... */
+int ts_snap_replay(ts_snap *s, uint64_t epoch, const unsigned char **p,
+                   size_t *n, ts_err *err);
+/* Next creation number of the snapshot. */
+int ts_snap_next_rowid(ts_snap *s, uint64_t *next, ts_err *err);
+/* The ephemeral tier that lives beside this environment in this process
+** (created on first use). */
+ts_mem *ts_env_mem(ts_env *env);
 /* Force everything to stable storage. */
 int ts_env_sync(ts_env *env, ts_err *err);
+
+/* Commit resolved changes to the ephemeral tier, in key order (tier_mem.c;
+** the commit lock of its environment held).  On failure nothing changes. */
+int ts_mem_apply(ts_mem *m, const ts_change *changes, size_t n, ts_err *err);
+
+/**************************************************************************
+** A backup environment kept equal to its primary (mirror.c).  Each takes
+** the backup's commit lock itself; callers may hold the primary's.
+*/
+/* Mirror one primary commit (epoch, its resolved changes) into the backup;
+** catches the backup up first when it misses earlier epochs. */
+int ts_mirror_commit(ts_env *primary, ts_env *backup, const ts_change *ch,
+                     size_t n, uint64_t epoch, uint64_t next_rowid,
+                     ts_durability dur, ts_err *err);
+/* Bring the backup up to date with the primary (replay, or a full copy). */
+int ts_mirror_catch_up(ts_env *primary, ts_env *backup, ts_durability dur,
+                       ts_err *err);
+/* The epoch an environment holds now. */
+int ts_mirror_epoch(ts_env *env, uint64_t *epoch, ts_err *err);
+/* Compare identity, epochs and every key and value; the first difference
+** fails with a message. */
+int ts_mirror_verify(ts_env *primary, ts_env *backup, ts_err *err);
 
 /**************************************************************************
 ** The store (store.c): a table's view of its tiers.  It routes keys,

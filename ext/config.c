@@ -108,6 +108,8 @@ void ts_config_free(ts_config *cfg) {
   if (!cfg) return;
   sqlite3_free(cfg->table);
   sqlite3_free(cfg->primary);
+  sqlite3_free(cfg->backup);
+  sqlite3_free(cfg->ephemeral);
   sqlite3_free(cfg);
 }
 
@@ -124,11 +126,18 @@ static int ts_config_apply(sqlite3 *db, const char *schema, char **vals,
   if (!vals[0] || !vals[0][0]) {
     return ts_config_error(errmsg, TS_ERROR, "argument 'primary' is required (the primary LMDB environment directory)");
   }
-  for (int i = 1; i <= 2; i++) {
-    if (vals[i]) {
-      return ts_config_error(errmsg, TS_ERROR, "argument '%s' is not available yet in this version",
-                             ts_config_names[i]);
+  if (vals[1] && !vals[1][0]) {
+    return ts_config_error(errmsg, TS_ERROR, "argument 'backup' is empty (name the backup LMDB environment directory)");
+  }
+  if (vals[2]) {
+    ts_router *r = NULL;
+    ts_err err = {0, {0}};
+    if (ts_router_new(vals[2], &r, &err)) {
+      return ts_config_error(errmsg, err.code, "argument 'ephemeral': %s", err.msg + strlen("tierstore: "));
     }
+    ts_router_free(r);
+    cfg->ephemeral = sqlite3_mprintf("%s", vals[2]);
+    if (!cfg->ephemeral) return ts_config_error(errmsg, TS_NOMEM, "out of memory");
   }
   cfg->durability = TS_DURABLE;
   if (vals[3]) {
@@ -154,6 +163,13 @@ static int ts_config_apply(sqlite3 *db, const char *schema, char **vals,
   }
   cfg->primary = ts_config_resolve(db, schema, vals[0]);
   if (!cfg->primary) return ts_config_error(errmsg, TS_NOMEM, "out of memory");
+  if (vals[1]) {
+    cfg->backup = ts_config_resolve(db, schema, vals[1]);
+    if (!cfg->backup) return ts_config_error(errmsg, TS_NOMEM, "out of memory");
+    if (!strcmp(cfg->backup, cfg->primary)) {
+      return ts_config_error(errmsg, TS_ERROR, "argument 'backup' names the same directory as 'primary'");
+    }
+  }
   return TS_OK;
 }
 

@@ -13,6 +13,8 @@ typedef struct ts_config ts_config;
 struct ts_config {
   char *table;               /* the table's name (also its command column) */
   char *primary;             /* absolute directory of the primary environment */
+  char *backup;              /* absolute directory of the backup, or NULL */
+  char *ephemeral;           /* ephemeral rules (checked), or NULL */
   ts_durability durability;
   ts_names_rule names;
   size_t map_size;           /* 0: default */

@@ -126,7 +126,10 @@ static int ts_vtab_init(sqlite3 *db, void *aux, int argc, const char *const *arg
   rc = decl ? sqlite3_declare_vtab(db, decl) : SQLITE_NOMEM;
   sqlite3_free(decl);
   if (rc == SQLITE_OK) {
+    memset(&scfg, 0, sizeof(scfg));
     scfg.primary = vt->cfg->primary;
+    scfg.backup = vt->cfg->backup;
+    scfg.ephemeral = vt->cfg->ephemeral;
     scfg.map_size = vt->cfg->map_size;
     scfg.durability = vt->cfg->durability;
     scfg.names = vt->cfg->names;
@@ -712,8 +715,11 @@ static int ts_vtab_command(ts_vtab *vt, sqlite3_value *cmd) {
   if (!strcmp(c, "sync")) {
     return ts_store_sync(vt->store, &err) ? ts_vtab_fail(vt, &err) : SQLITE_OK;
   }
-  if (!strcmp(c, "verify") || !strcmp(c, "repair")) {
-    return ts_vtab_error(vt, SQLITE_ERROR, "command '%s' needs a backup tier, which is not available yet in this version", c);
+  if (!strcmp(c, "verify")) {
+    return ts_store_verify(vt->store, &err) ? ts_vtab_fail(vt, &err) : SQLITE_OK;
+  }
+  if (!strcmp(c, "repair")) {
+    return ts_store_repair(vt->store, &err) ? ts_vtab_fail(vt, &err) : SQLITE_OK;
   }
   return ts_vtab_error(vt, SQLITE_ERROR, "unknown command '%s' (expected sync, verify or repair)", c);
 }

@@ -535,8 +535,8 @@ const ts_delta_entry *ts_delta_step(const ts_delta *d,
   return n ? &n->e : NULL;
 }
 
-/* Order provisional rowids (qsort callback). */
-static int delta_u64_cmp(const void *a, const void *b) {
+/* Order 64-bit numbers (qsort/bsearch callback). */
+int ts_u64_order(const void *a, const void *b) {
   uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
   return x < y ? -1 : x > y;
 }
@@ -557,6 +557,6 @@ int ts_delta_fresh_rowids(const ts_delta *d, uint64_t **out, size_t *n) {
   for (const ts_delta_entry *e = ts_delta_seek(d, NULL, 0, 0); e; e = ts_delta_step(d, e, 0)) {
     if (e->op == TS_OP_PUT && e->fresh) (*out)[(*n)++] = e->rowid;
   }
-  qsort(*out, *n, sizeof(uint64_t), delta_u64_cmp);
+  qsort(*out, *n, sizeof(uint64_t), ts_u64_order);
   return TS_OK;
 }

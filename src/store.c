@@ -1,57 +1,123 @@
 /*
 ** store.c: a table's view of its tiers.
 **
-** A store holds the table's primary environment and rules.  Reads merge
-** the committed snapshot with the connection's delta (the delta wins key by
-** key: a PUT replaces, a DEL hides); writes go to the delta (ext/ does
-** that) and reach the tiers in ts_store_flush at commit.
+** A store holds the table's primary environment, its optional backup, its
+** ephemeral rules and the ephemeral tier it shares with every table of the
+** process on the same primary.  The router decides a key's tier from its
+** names alone.  Reads merge the committed tiers with the connection's delta
+** (the delta wins key by key: a PUT replaces, a DEL hides); writes go to the
+** delta (ext/ does that) and reach the tiers in ts_store_flush at commit:
+** primary-tier changes to the primary, then to the backup, ephemeral ones
+** to memory, all under the primary's commit lock so every tier applies
+** commits in epoch order.
 **
-** A cursor keeps one LMDB read snapshot for its whole life, so a statement
-** reads one consistent state even across several xFilter calls (IN lists).
-** It takes the environment's read lock only inside each call, never across
-** calls, so a commit in the same thread can always grow the map.
+** A cursor keeps one LMDB read snapshot and one ephemeral snapshot for its
+** whole life, so a statement reads one consistent state even across several
+** xFilter calls (IN lists).  It takes the environment's read lock only
+** inside each call, never across calls, so a commit in the same thread can
+** always grow the map.
 */
 #include "tierstore_int.h"
 
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
 struct ts_store {
   ts_env *primary;
+  ts_env *backup;              /* NULL without a backup */
+  ts_router *router;
+  ts_mem *mem;                 /* NULL when no rule routes to memory */
   ts_durability durability;
   ts_names_rule names;
+  uint64_t backup_epoch;       /* the backup is known to hold up to this */
   ts_snap lookup;              /* reused for xUpdate's point lookups */
 };
 
-/* Open the store's environment. */
+/* Test-only fault point: TIERSTORE_FAULT=after-primary kills the process
+** between the primary's and the backup's write, as a crash would. */
+static void ts_fault_point(const char *name) {
+  const char *f = getenv("TIERSTORE_FAULT");
+  if (f && !strcmp(f, name)) raise(SIGKILL);
+}
+
+/* Open the backup beside the primary: same store identity, caught up. */
+static int ts_store_open_backup(ts_store *st, const char *path, size_t map_size,
+                                ts_err *err) {
+  uint64_t pe = 0, be = 0;
+  int rc = ts_env_open_id(path, map_size, ts_env_store_id(st->primary), &st->backup, err);
+  if (rc) return rc;
+  if (st->backup == st->primary) {
+    return ts_err_set(err, TS_ERROR, "argument 'backup' names the primary environment '%s'", path);
+  }
+  if (memcmp(ts_env_store_id(st->backup), ts_env_store_id(st->primary), TS_STORE_ID_BYTES)) {
+    return ts_err_set(err, TS_ERROR, "backup '%s' belongs to another store than primary '%s'; refusing it",
+                      path, ts_env_path(st->primary));
+  }
+  rc = ts_mirror_epoch(st->primary, &pe, err);
+  if (!rc) rc = ts_mirror_epoch(st->backup, &be, err);
+  if (rc) return rc;
+  if (pe != be) {
+    /* behind (or fresh): catch up now; if that fails the next commit
+    ** tries again and reports it */
+    ts_err cerr = {0, {0}};
+    ts_env_commit_lock(st->primary);
+    if (ts_mirror_catch_up(st->primary, st->backup, st->durability, &cerr) == TS_OK) {
+      st->backup_epoch = pe;
+    }
+    ts_env_commit_unlock(st->primary);
+  } else {
+    st->backup_epoch = pe;
+  }
+  return TS_OK;
+}
+
+/* Open the store's environments and rules. */
 int ts_store_open(const ts_store_cfg *cfg, ts_store **out, ts_err *err) {
+  size_t map = cfg->map_size ? cfg->map_size : TS_DEFAULT_MAP_SIZE;
   ts_store *st = calloc(1, sizeof(*st));
   int rc;
   if (!st) return ts_err_set(err, TS_NOMEM, "out of memory opening a store");
   st->durability = cfg->durability;
   st->names = cfg->names;
-  rc = ts_env_open(cfg->primary, cfg->map_size ? cfg->map_size : TS_DEFAULT_MAP_SIZE,
-                   &st->primary, err);
+  rc = ts_router_new(cfg->ephemeral, &st->router, err);
+  if (!rc) rc = ts_env_open(cfg->primary, map, &st->primary, err);
+  if (!rc && cfg->backup) rc = ts_store_open_backup(st, cfg->backup, map, err);
+  if (!rc && !ts_router_is_empty(st->router)) {
+    st->mem = ts_env_mem(st->primary);
+    if (!st->mem) rc = ts_err_set(err, TS_NOMEM, "out of memory opening the ephemeral tier");
+  }
   if (rc) {
-    free(st);
+    ts_store_close(st);
     return rc;
   }
   *out = st;
   return TS_OK;
 }
 
-/* Close the store and release its environment reference. */
+/* Close the store and release its environment references. */
 void ts_store_close(ts_store *st) {
   if (!st) return;
   ts_snap_free(&st->lookup);
+  ts_env_close(st->backup);
   ts_env_close(st->primary);
+  ts_router_free(st->router);
   free(st);
 }
 
 ts_names_rule ts_store_names(const ts_store *st) { return st->names; }
 ts_env *ts_store_primary(ts_store *st) { return st->primary; }
 
-/* Visible state of a key: the delta's word, else the newest commit. */
+/* Where a key lives, by its names. */
+ts_tier_id ts_store_route(const ts_store *st, const unsigned char *key,
+                          size_t nkey) {
+  ts_name pns, sns, name;
+  if (!st->mem || ts_key_decode(key, nkey, &pns, &sns, &name)) return TS_TIER_PRIMARY;
+  return ts_router_route(st->router, pns, sns, name);
+}
+
+/* Visible state of a key: the delta's word, else the newest commit of the
+** key's tier. */
 int ts_store_lookup(ts_store *st, const ts_delta *d, const unsigned char *key,
                     size_t nkey, ts_row_info *info, ts_err *err) {
   const ts_delta_entry *e = ts_delta_get(d, key, nkey);
@@ -63,16 +129,21 @@ int ts_store_lookup(ts_store *st, const ts_delta *d, const unsigned char *key,
     info->fresh = e->fresh;
     return TS_OK;
   }
+  info->fresh = 0;
+  if (ts_store_route(st, key, nkey) == TS_TIER_EPHEMERAL) {
+    ts_mem_snap *ms = ts_mem_snapshot(st->mem);
+    const ts_mem_row *r = ts_mem_snap_get(ms, key, nkey);
+    if (r) info->rowid = r->rowid;
+    ts_mem_snap_release(st->mem, ms);
+    return r ? TS_OK : TS_NOTFOUND;
+  }
   rc = ts_snap_begin(&st->lookup, st->primary, err);
   if (rc) return rc;
   ts_env_read_lock(st->primary);
   rc = ts_snap_get(&st->lookup, key, nkey, &rec, err);
   ts_env_read_unlock(st->primary);
   ts_snap_end(&st->lookup);
-  if (rc == TS_OK) {
-    info->rowid = rec.rowid;
-    info->fresh = 0;
-  }
+  if (rc == TS_OK) info->rowid = rec.rowid;
   return rc;
 }
 
@@ -94,45 +165,178 @@ int ts_store_key_by_rowid(ts_store *st, const ts_delta *d, uint64_t rowid,
   rc = ts_snap_key_by_rowid(&st->lookup, rowid, buf, n, err);
   ts_env_read_unlock(st->primary);
   ts_snap_end(&st->lookup);
+  if (rc == TS_OK && ts_store_route(st, buf, *n) == TS_TIER_EPHEMERAL) rc = TS_NOTFOUND;
+  if (rc == TS_NOTFOUND && st->mem) {
+    ts_mem_snap *ms = ts_mem_snapshot(st->mem);
+    const ts_mem_row *r = ts_mem_snap_by_rowid(ms, rowid);
+    if (r && ts_store_route(st, r->key, r->nkey) == TS_TIER_EPHEMERAL) {
+      memcpy(buf, r->key, r->nkey);
+      *n = r->nkey;
+      rc = TS_OK;
+    }
+    ts_mem_snap_release(st->mem, ms);
+  }
   if (rc) return rc;
   e = ts_delta_get(d, buf, *n);
   if (e && (e->op == TS_OP_DEL || e->fresh)) return TS_NOTFOUND;
   return TS_OK;
 }
 
-/* Flush a frozen delta to the primary tier. */
+/* The delta's ephemeral entries as changes, numbered like the primary's:
+** fresh keys by their rank among all fresh keys of the commit. */
+static int ts_store_mem_changes(ts_store *st, const ts_delta *d,
+                                const uint64_t *fresh, size_t nfresh,
+                                uint64_t epoch, uint64_t base, ts_change **out,
+                                size_t *n) {
+  size_t k = 0, cap = 0;
+  *out = NULL;
+  *n = 0;
+  for (const ts_delta_entry *e = ts_delta_seek(d, NULL, 0, 0); e; e = ts_delta_step(d, e, 0)) {
+    ts_change *ch;
+    if (e->op == TS_OP_NONE || ts_store_route(st, e->key, e->nkey) != TS_TIER_EPHEMERAL) continue;
+    if (k == cap) {
+      size_t nc = cap ? 2 * cap : 16;
+      ts_change *grown = realloc(*out, nc * sizeof(*grown));
+      if (!grown) return TS_NOMEM;
+      *out = grown;
+      cap = nc;
+    }
+    ch = &(*out)[k++];
+    memset(ch, 0, sizeof(*ch));
+    ch->key = e->key;
+    ch->nkey = e->nkey;
+    ch->op = e->op;
+    if (e->op == TS_OP_PUT) {
+      const uint64_t *hit = e->fresh && nfresh ? bsearch(&e->rowid, fresh, nfresh, sizeof(uint64_t), ts_u64_order) : NULL;
+      ch->rowid = hit ? base + (uint64_t)(hit - fresh) : e->rowid;
+      ch->epoch = epoch;
+      ch->value = e->value;
+    }
+    *n = k;
+  }
+  return TS_OK;
+}
+
+/* Count the delta's entries per tier. */
+static void ts_store_split(ts_store *st, const ts_delta *d, size_t *nprimary,
+                           size_t *neph) {
+  *nprimary = *neph = 0;
+  for (const ts_delta_entry *e = ts_delta_seek(d, NULL, 0, 0); e; e = ts_delta_step(d, e, 0)) {
+    if (e->op == TS_OP_NONE) continue;
+    if (ts_store_route(st, e->key, e->nkey) == TS_TIER_EPHEMERAL) (*neph)++;
+    else (*nprimary)++;
+  }
+}
+
+/* Flush a frozen delta: primary (then backup), then the ephemeral tier,
+** under the primary's commit lock. */
 int ts_store_flush(ts_store *st, const ts_delta *d, uint64_t *epoch,
                    ts_err *err) {
+  ts_commit c;
+  uint64_t *fresh = NULL, base = 0;
+  ts_change *mch = NULL;
+  size_t nfresh = 0, nprimary, neph, nmch = 0;
+  int rc, brc = TS_OK;
+  ts_err berr = {0, {0}};
   *epoch = 0;
   if (ts_delta_count(d) == 0) return TS_OK;
-  return ts_env_apply(st->primary, d, st->durability, epoch, err);
+  ts_store_split(st, d, &nprimary, &neph);
+  if (ts_delta_fresh_rowids(d, &fresh, &nfresh)) return ts_err_set(err, TS_NOMEM, "out of memory at commit");
+  memset(&c, 0, sizeof(c));
+  ts_env_commit_lock(st->primary);
+  if (nprimary) {
+    c.d = d;
+    c.router = st->mem ? st->router : NULL;
+    c.fresh = fresh;
+    c.nfresh = nfresh;
+    c.durability = st->durability;
+    c.journal = st->backup != NULL;
+    c.backup_epoch = st->backup_epoch;
+    rc = ts_env_commit(st->primary, &c, err);
+    *epoch = c.epoch;
+    base = c.base_rowid;
+    if (!rc && st->backup) {
+      ts_fault_point("after-primary");
+      brc = ts_mirror_commit(st->primary, st->backup, c.changes, c.nchanges, c.epoch, c.next_rowid,
+                             st->durability, &berr);
+      if (!brc) st->backup_epoch = c.epoch;
+    }
+  } else {
+    rc = ts_env_reserve(st->primary, nfresh, epoch, &base, err);
+  }
+  if (!rc && neph) rc = ts_store_mem_changes(st, d, fresh, nfresh, *epoch, base, &mch, &nmch);
+  if (rc == TS_NOMEM) rc = ts_err_set(err, TS_NOMEM, "out of memory at commit");
+  if (!rc && nmch) rc = ts_mem_apply(st->mem, mch, nmch, err);
+  ts_env_commit_unlock(st->primary);
+  free(mch);
+  free(c.changes);
+  free(fresh);
+  if (!rc && brc) {
+    *err = berr;
+    rc = brc;
+  }
+  return rc;
 }
 
 /* fsync every durable tier. */
 int ts_store_sync(ts_store *st, ts_err *err) {
-  return ts_env_sync(st->primary, err);
+  int rc = ts_env_sync(st->primary, err);
+  if (!rc && st->backup) rc = ts_env_sync(st->backup, err);
+  return rc;
+}
+
+/* The 'verify' command. */
+int ts_store_verify(ts_store *st, ts_err *err) {
+  if (!st->backup) return ts_err_set(err, TS_ERROR, "verify needs a backup: this table has none");
+  return ts_mirror_verify(st->primary, st->backup, err);
+}
+
+/* The 'repair' command. */
+int ts_store_repair(ts_store *st, ts_err *err) {
+  uint64_t pe = 0;
+  int rc;
+  if (!st->backup) return ts_err_set(err, TS_ERROR, "repair needs a backup: this table has none");
+  ts_env_commit_lock(st->primary);
+  rc = ts_mirror_catch_up(st->primary, st->backup, st->durability, err);
+  if (!rc) rc = ts_mirror_epoch(st->primary, &pe, err);
+  if (!rc) st->backup_epoch = pe;
+  ts_env_commit_unlock(st->primary);
+  return rc;
 }
 
 /**************************************************************************
 ** The merged cursor.
 */
-typedef enum ts_src { TS_SRC_COMMITTED = 0, TS_SRC_DELTA = 1 } ts_src;
+typedef enum ts_src { TS_SRC_LMDB = 0, TS_SRC_MEM = 1, TS_SRC_DELTA = 2 } ts_src;
+
+/* A row of a creation-order scan that is not in the LMDB creation index:
+** a key created by the delta, or an ephemeral row. */
+typedef struct ts_extra ts_extra;
+struct ts_extra {
+  const unsigned char *key;
+  size_t nkey;
+  uint64_t rowid, epoch;
+  const ts_delta_entry *e;     /* the delta's row (its value), or NULL */
+  const ts_mem_row *m;         /* the ephemeral row, or NULL */
+};
 
 struct ts_cursor {
   ts_store *st;
   ts_delta *d;                 /* a reference of the cursor's own */
   ts_snap snap;
   int snap_live;
+  ts_mem_snap *msnap;          /* NULL without an ephemeral tier */
   ts_scan plan;
   unsigned char lo[TS_LMDB_KEY_MAX], hi[TS_LMDB_KEY_MAX], ns[TS_LMDB_KEY_MAX];
-  ts_lcur lc;                  /* committed head (data or created db) */
+  ts_lcur lc;                  /* LMDB head (data or created db) */
   int lc_open;
+  size_t mi;                   /* ephemeral head (key scans); >= count: none */
   const ts_delta_entry *de;    /* delta head (key scans) */
   uint64_t dgen;               /* delta generation de belongs to */
-  const ts_delta_entry **fresh;/* created scans: fresh delta rows by rowid */
-  uint64_t nsid;               /* created scans: the namespace's id, 0: none */
-  size_t nfresh, ifresh, afresh;
-  int adv_c, adv_d;            /* which heads the current row consumed */
+  ts_extra *extra;             /* creation-order scans, in scan order */
+  size_t nextra, iextra, aextra;
+  uint64_t nsid;               /* creation-order scans: the namespace id */
+  int adv_c, adv_m, adv_d;     /* which heads the current row consumed */
   int eof;
   /* current row */
   ts_src src;
@@ -140,11 +344,11 @@ struct ts_cursor {
   size_t nkey;
   uint64_t rowid, epoch;
   const ts_delta_entry *cur_e; /* when src == TS_SRC_DELTA */
+  const ts_mem_row *cur_m;     /* when src == TS_SRC_MEM */
 };
 
 /* A new cursor over the store and the connection's delta. */
-int ts_cursor_new(ts_store *st, ts_delta *d, ts_cursor **out,
-                  ts_err *err) {
+int ts_cursor_new(ts_store *st, ts_delta *d, ts_cursor **out, ts_err *err) {
   ts_cursor *c = calloc(1, sizeof(*c));
   if (!c) return ts_err_set(err, TS_NOMEM, "out of memory opening a cursor");
   c->st = st;
@@ -155,7 +359,7 @@ int ts_cursor_new(ts_store *st, ts_delta *d, ts_cursor **out,
   return TS_OK;
 }
 
-/* Close the LMDB cursor (lock held by caller or not needed). */
+/* Close the LMDB cursor. */
 static void ts_cursor_drop_lc(ts_cursor *c) {
   if (c->lc_open) ts_lcur_close(&c->lc);
   c->lc_open = 0;
@@ -165,8 +369,9 @@ void ts_cursor_free(ts_cursor *c) {
   if (!c) return;
   ts_cursor_drop_lc(c);
   ts_snap_free(&c->snap);
+  if (c->msnap) ts_mem_snap_release(c->st->mem, c->msnap);
   ts_delta_free(c->d);
-  free(c->fresh);
+  free(c->extra);
   free(c);
 }
 
@@ -178,7 +383,8 @@ const unsigned char *ts_cursor_key(const ts_cursor *c, size_t *n) {
 uint64_t ts_cursor_rowid(const ts_cursor *c) { return c->rowid; }
 uint64_t ts_cursor_epoch(const ts_cursor *c) { return c->epoch; }
 ts_tier_id ts_cursor_tier(const ts_cursor *c) {
-  (void)c;
+  if (c->src == TS_SRC_MEM) return TS_TIER_EPHEMERAL;
+  if (c->src == TS_SRC_DELTA) return ts_store_route(c->st, c->key, c->nkey);
   return TS_TIER_PRIMARY;
 }
 
@@ -218,17 +424,21 @@ static const unsigned char *ts_scan_start(const ts_cursor *c, size_t *n,
   return p->hi;
 }
 
+/* Does an LMDB row belong to the ephemeral tier (rules changed since it was
+** written)?  Such rows are not served from the primary. */
+static int ts_lmdb_hidden(const ts_cursor *c, const unsigned char *k, size_t n) {
+  return c->st->mem && ts_store_route(c->st, k, n) == TS_TIER_EPHEMERAL;
+}
+
 /* Move the delta head past NONE entries; NULL once out of range. */
 static void ts_delta_head_settle(ts_cursor *c) {
   while (c->de && c->de->op == TS_OP_NONE) c->de = ts_delta_step(c->d, c->de, c->plan.desc);
   if (c->de && !ts_key_before_end(c, c->de->key, c->de->nkey)) c->de = NULL;
 }
 
-/* Position the delta head at the scan start. */
-static void ts_delta_head_start(ts_cursor *c) {
-  size_t n;
-  int excl;
-  const unsigned char *k = ts_scan_start(c, &n, &excl);
+/* Position the delta head at key k (or just past it when excl). */
+static void ts_delta_head_seek(ts_cursor *c, const unsigned char *k, size_t n,
+                               int excl) {
   c->de = ts_delta_seek(c->d, k, n, c->plan.desc);
   if (c->de && excl && ts_bytes_cmp(c->de->key, c->de->nkey, k, n) == 0) {
     c->de = ts_delta_step(c->d, c->de, c->plan.desc);
@@ -237,33 +447,105 @@ static void ts_delta_head_start(ts_cursor *c) {
   ts_delta_head_settle(c);
 }
 
-/* Committed head within range?  (lock held) */
-static int ts_lc_in_range(ts_cursor *c) {
-  return c->lc.valid && ts_key_before_end(c, c->lc.k.mv_data, c->lc.k.mv_size);
+/* Step the ephemeral head one row in scan order. */
+static void ts_mem_head_step(ts_cursor *c) {
+  size_t n = ts_mem_snap_count(c->msnap);
+  if (c->mi >= n) return;
+  c->mi = c->plan.desc ? (c->mi == 0 ? n : c->mi - 1) : c->mi + 1;
 }
 
-/* Pick the next row of a key scan from the two heads.  Lock held. */
+/* The ephemeral head's row if within range (skipping rows this table's
+** rules do not route to memory), else NULL. */
+static const ts_mem_row *ts_mem_head(ts_cursor *c) {
+  const ts_mem_row *r;
+  if (!c->msnap) return NULL;
+  while ((r = ts_mem_snap_row(c->msnap, c->mi)) != NULL) {
+    if (!ts_key_before_end(c, r->key, r->nkey)) return NULL;
+    if (ts_store_route(c->st, r->key, r->nkey) == TS_TIER_EPHEMERAL) return r;
+    ts_mem_head_step(c);
+  }
+  return NULL;
+}
+
+/* The LMDB head if within range, skipping rows routed to memory.  Lock
+** held. */
+static int ts_lmdb_head(ts_cursor *c, int *have, ts_err *err) {
+  *have = 0;
+  while (c->lc.valid && ts_key_before_end(c, c->lc.k.mv_data, c->lc.k.mv_size)) {
+    if (!ts_lmdb_hidden(c, c->lc.k.mv_data, c->lc.k.mv_size)) {
+      *have = 1;
+      return TS_OK;
+    }
+    int rc = ts_lcur_step(&c->lc, c->plan.desc, err);
+    if (rc) return rc;
+  }
+  return TS_OK;
+}
+
+/* Make the current row the delta entry e. */
+static void ts_row_from_delta(ts_cursor *c, const ts_delta_entry *e, uint64_t rowid) {
+  c->src = TS_SRC_DELTA;
+  c->cur_e = e;
+  memcpy(c->key, e->key, e->nkey);
+  c->nkey = e->nkey;
+  c->rowid = rowid;
+  c->epoch = 0;
+}
+
+/* Make the current row the ephemeral row r. */
+static void ts_row_from_mem(ts_cursor *c, const ts_mem_row *r) {
+  c->src = TS_SRC_MEM;
+  c->cur_m = r;
+  memcpy(c->key, r->key, r->nkey);
+  c->nkey = r->nkey;
+  c->rowid = r->rowid;
+  c->epoch = r->epoch;
+}
+
+/* Pick the next row of a key scan from the three heads: LMDB and memory
+** (disjoint by routing) make the committed candidate; the delta overrides
+** it.  Lock held. */
 static int ts_keys_settle(ts_cursor *c, ts_err *err) {
   for (;;) {
-    int have_c = ts_lc_in_range(c);
-    int have_d = c->de != NULL;
-    int cmp;
-    c->adv_c = c->adv_d = 0;
-    if (!have_c && !have_d) {
+    const ts_mem_row *m = ts_mem_head(c);
+    const unsigned char *ck = NULL;
+    size_t nck = 0;
+    int have_c, from_mem = 0, cmp, rc;
+    rc = ts_lmdb_head(c, &have_c, err);
+    if (rc) return rc;
+    if (have_c) {
+      ck = c->lc.k.mv_data;
+      nck = c->lc.k.mv_size;
+    }
+    if (m) {
+      int r = have_c ? ts_bytes_cmp(m->key, m->nkey, ck, nck) : -1;
+      if (c->plan.desc && have_c) r = -r;
+      if (r < 0) {
+        ck = m->key;
+        nck = m->nkey;
+        from_mem = 1;
+      }
+    }
+    c->adv_c = c->adv_m = c->adv_d = 0;
+    if (!ck && !c->de) {
       c->eof = 1;
       return TS_OK;
     }
-    if (have_c && have_d) {
-      cmp = ts_bytes_cmp(c->lc.k.mv_data, c->lc.k.mv_size, c->de->key, c->de->nkey);
+    if (ck && c->de) {
+      cmp = ts_bytes_cmp(ck, nck, c->de->key, c->de->nkey);
       if (c->plan.desc) cmp = -cmp;
     } else {
-      cmp = have_c ? -1 : 1;
+      cmp = ck ? -1 : 1;
     }
-    if (cmp <= 0) c->adv_c = 1;
+    if (cmp <= 0) {
+      if (from_mem) c->adv_m = 1;
+      else c->adv_c = 1;
+    }
     if (cmp >= 0) c->adv_d = 1;
     if (c->adv_d && c->de->op == TS_OP_DEL) {
-      /* the delta hides this key: consume both heads and look again */
-      int rc = c->adv_c ? ts_lcur_step(&c->lc, c->plan.desc, err) : TS_OK;
+      /* the delta hides this key: consume the heads and look again */
+      if (c->adv_c) rc = ts_lcur_step(&c->lc, c->plan.desc, err);
+      if (c->adv_m) ts_mem_head_step(c);
       if (rc) return rc;
       c->de = ts_delta_step(c->d, c->de, c->plan.desc);
       ts_delta_head_settle(c);
@@ -271,38 +553,23 @@ static int ts_keys_settle(ts_cursor *c, ts_err *err) {
     }
     c->eof = 0;
     if (c->adv_d) {
-      c->src = TS_SRC_DELTA;
-      c->cur_e = c->de;
-      memcpy(c->key, c->de->key, c->de->nkey);
-      c->nkey = c->de->nkey;
-      c->rowid = c->de->rowid;
-      c->epoch = 0;
+      ts_row_from_delta(c, c->de, c->de->rowid);
+    } else if (from_mem) {
+      ts_row_from_mem(c, m);
     } else {
       ts_record rec;
       if (ts_record_decode(c->lc.v.mv_data, c->lc.v.mv_size, &rec)) {
         return ts_err_set(err, TS_CORRUPT, "damaged record in LMDB environment '%s'",
                           ts_env_path(c->st->primary));
       }
-      c->src = TS_SRC_COMMITTED;
-      memcpy(c->key, c->lc.k.mv_data, c->lc.k.mv_size);
-      c->nkey = c->lc.k.mv_size;
+      c->src = TS_SRC_LMDB;
+      memcpy(c->key, ck, nck);
+      c->nkey = nck;
       c->rowid = rec.rowid;
       c->epoch = rec.epoch;
     }
     return TS_OK;
   }
-}
-
-/* Re-find the delta head after the delta was reset under an open cursor:
-** the first entry strictly past the current row. */
-static void ts_delta_head_refind(ts_cursor *c) {
-  c->de = ts_delta_seek(c->d, c->key, c->nkey, c->plan.desc);
-  if (c->de && ts_bytes_cmp(c->de->key, c->de->nkey, c->key, c->nkey) == 0) {
-    c->de = ts_delta_step(c->d, c->de, c->plan.desc);
-  }
-  c->dgen = ts_delta_generation(c->d);
-  c->adv_d = 0;
-  ts_delta_head_settle(c);
 }
 
 /* Start a key scan.  Lock held. */
@@ -319,7 +586,16 @@ static int ts_keys_begin(ts_cursor *c, ts_err *err) {
     rc = ts_lcur_step(&c->lc, c->plan.desc, err);
   }
   if (rc) return rc;
-  ts_delta_head_start(c);
+  if (c->msnap) {
+    size_t count = ts_mem_snap_count(c->msnap);
+    c->mi = k ? ts_mem_snap_seek(c->msnap, k, n, c->plan.desc) : (c->plan.desc ? count - 1 : 0);
+    if (c->mi > count) c->mi = count;   /* desc found nothing: (size_t)-1 */
+    if (excl && c->mi < count) {
+      const ts_mem_row *r = ts_mem_snap_row(c->msnap, c->mi);
+      if (ts_bytes_cmp(r->key, r->nkey, k, n) == 0) ts_mem_head_step(c);
+    }
+  }
+  ts_delta_head_seek(c, k, n, excl);
   return ts_keys_settle(c, err);
 }
 
@@ -327,58 +603,89 @@ static int ts_keys_begin(ts_cursor *c, ts_err *err) {
 static int ts_keys_next(ts_cursor *c, ts_err *err) {
   int rc = TS_OK;
   if (c->adv_c) rc = ts_lcur_step(&c->lc, c->plan.desc, err);
+  else rc = ts_lcur_revalidate(&c->lc, err);
   if (rc) return rc;
+  if (c->adv_m) ts_mem_head_step(c);
   if (c->dgen != ts_delta_generation(c->d)) {
-    ts_delta_head_refind(c);
+    ts_delta_head_seek(c, c->key, c->nkey, 1);   /* the delta was reset */
   } else if (c->adv_d) {
     c->de = ts_delta_step(c->d, c->de, c->plan.desc);
     ts_delta_head_settle(c);
   }
-  if (!c->adv_c) rc = ts_lcur_revalidate(&c->lc, err);
-  return rc ? rc : ts_keys_settle(c, err);
+  return ts_keys_settle(c, err);
 }
 
-/* Order fresh entries by rowid (qsort callback). */
-static int ts_fresh_cmp(const void *a, const void *b) {
-  uint64_t ra = (*(const ts_delta_entry *const *)a)->rowid;
-  uint64_t rb = (*(const ts_delta_entry *const *)b)->rowid;
+/* Order extra rows by rowid (qsort callback). */
+static int ts_extra_cmp(const void *a, const void *b) {
+  uint64_t ra = ((const ts_extra *)a)->rowid, rb = ((const ts_extra *)b)->rowid;
   return ra < rb ? -1 : ra > rb;
 }
 
-/* Collect the delta's fresh rows of the namespace within the rowid range,
-** sorted in scan order. */
-static int ts_created_collect_fresh(ts_cursor *c, ts_err *err) {
+/* Append an extra row. */
+static int ts_extra_add(ts_cursor *c, const ts_extra *x, ts_err *err) {
+  if (c->nextra == c->aextra) {
+    size_t na = c->aextra ? c->aextra * 2 : 16;
+    ts_extra *nx = realloc(c->extra, na * sizeof(*nx));
+    if (!nx) return ts_err_set(err, TS_NOMEM, "out of memory in a listing");
+    c->extra = nx;
+    c->aextra = na;
+  }
+  c->extra[c->nextra++] = *x;
+  return TS_OK;
+}
+
+/* Collect the rows of the namespace that the LMDB creation index does not
+** hold: keys the delta creates, and ephemeral rows (unless the delta hides
+** or re-creates them); sorted in scan order. */
+static int ts_created_collect(ts_cursor *c, ts_err *err) {
   const ts_scan *p = &c->plan;
-  c->nfresh = c->ifresh = 0;
-  for (const ts_delta_entry *e = ts_delta_seek(c->d, p->ns, p->nns, 0); e;
+  ts_extra x;
+  int rc = TS_OK;
+  c->nextra = c->iextra = 0;
+  for (const ts_delta_entry *e = ts_delta_seek(c->d, p->ns, p->nns, 0); e && !rc;
        e = ts_delta_step(c->d, e, 0)) {
     if (e->nkey < p->nns || memcmp(e->key, p->ns, p->nns) != 0) break;
-    if (e->op != TS_OP_PUT || !e->fresh) continue;
-    if (ts_key_ns_len(e->key, e->nkey) != p->nns) continue;
+    if (e->op != TS_OP_PUT || !e->fresh || ts_key_ns_len(e->key, e->nkey) != p->nns) continue;
     if (e->rowid < p->rlo || e->rowid > p->rhi) continue;
-    if (c->nfresh == c->afresh) {
-      size_t na = c->afresh ? c->afresh * 2 : 16;
-      const ts_delta_entry **nf = realloc(c->fresh, na * sizeof(*nf));
-      if (!nf) return ts_err_set(err, TS_NOMEM, "out of memory in a listing");
-      c->fresh = nf;
-      c->afresh = na;
-    }
-    c->fresh[c->nfresh++] = e;
+    memset(&x, 0, sizeof(x));
+    x.key = e->key;
+    x.nkey = e->nkey;
+    x.rowid = e->rowid;
+    x.e = e;
+    rc = ts_extra_add(c, &x, err);
   }
-  if (c->nfresh > 1) qsort(c->fresh, c->nfresh, sizeof(*c->fresh), ts_fresh_cmp);
+  for (size_t i = c->msnap ? ts_mem_snap_seek(c->msnap, p->ns, p->nns, 0) : 0;
+       c->msnap && i < ts_mem_snap_count(c->msnap) && !rc; i++) {
+    const ts_mem_row *r = ts_mem_snap_row(c->msnap, i);
+    const ts_delta_entry *e;
+    if (r->nkey < p->nns || memcmp(r->key, p->ns, p->nns) != 0) break;
+    if (ts_key_ns_len(r->key, r->nkey) != p->nns || r->rowid < p->rlo || r->rowid > p->rhi) continue;
+    if (ts_store_route(c->st, r->key, r->nkey) != TS_TIER_EPHEMERAL) continue;
+    e = ts_delta_get(c->d, r->key, r->nkey);
+    if (e && (e->op == TS_OP_DEL || e->fresh)) continue;
+    memset(&x, 0, sizeof(x));
+    x.key = r->key;
+    x.nkey = r->nkey;
+    x.rowid = r->rowid;
+    x.epoch = r->epoch;
+    x.e = e;
+    x.m = r;
+    rc = ts_extra_add(c, &x, err);
+  }
+  if (rc) return rc;
+  if (c->nextra > 1) qsort(c->extra, c->nextra, sizeof(*c->extra), ts_extra_cmp);
   if (p->desc) {
-    for (size_t i = 0; i < c->nfresh / 2; i++) {
-      const ts_delta_entry *t = c->fresh[i];
-      c->fresh[i] = c->fresh[c->nfresh - 1 - i];
-      c->fresh[c->nfresh - 1 - i] = t;
+    for (size_t i = 0; i < c->nextra / 2; i++) {
+      ts_extra t = c->extra[i];
+      c->extra[i] = c->extra[c->nextra - 1 - i];
+      c->extra[c->nextra - 1 - i] = t;
     }
   }
   return TS_OK;
 }
 
-
-/* Committed creation-index head: its rowid if within the namespace and
-** range, else 0 (rowids start at 1).  Lock held. */
+/* LMDB creation-index head: its rowid if within the namespace and range,
+** else 0 (rowids start at 1).  Lock held. */
 static uint64_t ts_created_head(ts_cursor *c) {
   const ts_scan *p = &c->plan;
   const unsigned char *k = c->lc.k.mv_data;
@@ -392,47 +699,43 @@ static uint64_t ts_created_head(ts_cursor *c) {
 static int ts_created_settle(ts_cursor *c, ts_err *err) {
   const ts_scan *p = &c->plan;
   for (;;) {
-    uint64_t rc_rowid = ts_created_head(c);
-    const ts_delta_entry *f = c->ifresh < c->nfresh ? c->fresh[c->ifresh] : NULL;
+    uint64_t lr = ts_created_head(c);
+    const ts_extra *x = c->iextra < c->nextra ? &c->extra[c->iextra] : NULL;
     const ts_delta_entry *e;
     ts_record rec;
-    int take_fresh, rc;
-    c->adv_c = c->adv_d = 0;
-    if (!rc_rowid && !f) {
+    int rc;
+    c->adv_c = c->adv_d = c->adv_m = 0;
+    if (!lr && !x) {
       c->eof = 1;
       return TS_OK;
     }
-    take_fresh = f && (!rc_rowid || (p->desc ? f->rowid > rc_rowid : f->rowid < rc_rowid));
     c->eof = 0;
-    if (take_fresh) {
+    if (x && (!lr || (p->desc ? x->rowid > lr : x->rowid < lr))) {
       c->adv_d = 1;
-      c->src = TS_SRC_DELTA;
-      c->cur_e = f;
-      memcpy(c->key, f->key, f->nkey);
-      c->nkey = f->nkey;
-      c->rowid = f->rowid;
-      c->epoch = 0;
+      if (x->e) {
+        ts_row_from_delta(c, x->e, x->rowid);
+      } else {
+        ts_row_from_mem(c, x->m);
+      }
       return TS_OK;
     }
     c->adv_c = 1;
-    memcpy(c->key, p->ns, p->nns);
     if (p->nns + c->lc.v.mv_size > sizeof(c->key)) {
       return ts_err_set(err, TS_CORRUPT, "damaged creation index in LMDB environment '%s'",
                         ts_env_path(c->st->primary));
     }
+    memcpy(c->key, p->ns, p->nns);
     memcpy(c->key + p->nns, c->lc.v.mv_data, c->lc.v.mv_size);
     c->nkey = p->nns + c->lc.v.mv_size;
-    c->rowid = rc_rowid;
+    c->rowid = lr;
     e = ts_delta_get(c->d, c->key, c->nkey);
-    if (e && (e->op == TS_OP_DEL || e->fresh)) {
+    if ((e && (e->op == TS_OP_DEL || e->fresh)) || ts_lmdb_hidden(c, c->key, c->nkey)) {
       rc = ts_lcur_step(&c->lc, p->desc, err);   /* hidden or re-created */
       if (rc) return rc;
       continue;
     }
     if (e) {
-      c->src = TS_SRC_DELTA;
-      c->cur_e = e;
-      c->epoch = 0;
+      ts_row_from_delta(c, e, lr);
       return TS_OK;
     }
     rc = ts_snap_get(&c->snap, c->key, c->nkey, &rec, err);
@@ -441,7 +744,7 @@ static int ts_created_settle(ts_cursor *c, ts_err *err) {
                         ts_env_path(c->st->primary));
     }
     if (rc) return rc;
-    c->src = TS_SRC_COMMITTED;
+    c->src = TS_SRC_LMDB;
     c->epoch = rec.epoch;
     return TS_OK;
   }
@@ -451,7 +754,7 @@ static int ts_created_settle(ts_cursor *c, ts_err *err) {
 static int ts_created_begin(ts_cursor *c, ts_err *err) {
   const ts_scan *p = &c->plan;
   unsigned char k[16];
-  int rc = ts_created_collect_fresh(c, err);
+  int rc = ts_created_collect(c, err);
   if (!rc) rc = ts_snap_ns_id(&c->snap, p->ns, p->nns, &c->nsid, err);
   if (rc == TS_NOTFOUND) {
     c->nsid = 0;            /* nothing committed in this namespace */
@@ -471,12 +774,22 @@ static int ts_created_begin(ts_cursor *c, ts_err *err) {
 
 /* Step a creation-order scan.  Lock held. */
 static int ts_created_next(ts_cursor *c, ts_err *err) {
-  int rc = TS_OK;
+  int rc;
   if (c->dgen != ts_delta_generation(c->d)) {
-    c->nfresh = c->ifresh = 0;   /* the delta is gone: committed rows only */
+    /* the delta was reset: its rows are gone, ephemeral rows stay */
+    size_t k = 0;
+    for (size_t i = c->iextra + (c->adv_d ? 1 : 0); i < c->nextra; i++) {
+      if (!c->extra[i].e || c->extra[i].m) {
+        c->extra[k] = c->extra[i];
+        c->extra[k++].e = NULL;
+      }
+    }
+    c->nextra = k;
+    c->iextra = 0;
+    c->adv_d = 0;
     c->dgen = ts_delta_generation(c->d);
   } else if (c->adv_d) {
-    c->ifresh++;
+    c->iextra++;
   }
   if (c->adv_c) {
     rc = ts_lcur_step(&c->lc, c->plan.desc, err);
@@ -490,28 +803,39 @@ static int ts_created_next(ts_cursor *c, ts_err *err) {
 static int ts_rowid_begin(ts_cursor *c, ts_err *err) {
   uint64_t r = c->plan.rowid;
   const ts_delta_entry *e;
+  const ts_mem_row *m = NULL;
   ts_record rec;
   int rc;
   c->eof = 1;
+  c->dgen = ts_delta_generation(c->d);
   if (r >= TS_ROWID_PROVISIONAL) {
     e = ts_delta_by_rowid(c->d, r);
-    if (!e) return TS_OK;
-  } else {
-    rc = ts_snap_key_by_rowid(&c->snap, r, c->key, &c->nkey, err);
-    if (rc == TS_NOTFOUND) return TS_OK;
-    if (rc) return rc;
-    e = ts_delta_get(c->d, c->key, c->nkey);
-    if (e && (e->op == TS_OP_DEL || e->fresh)) return TS_OK;
+    if (e) {
+      c->eof = 0;
+      ts_row_from_delta(c, e, r);
+    }
+    return TS_OK;
   }
+  rc = ts_snap_key_by_rowid(&c->snap, r, c->key, &c->nkey, err);
+  if (rc == TS_OK && ts_lmdb_hidden(c, c->key, c->nkey)) rc = TS_NOTFOUND;
+  if (rc == TS_NOTFOUND && c->msnap) {
+    m = ts_mem_snap_by_rowid(c->msnap, r);
+    if (!m || ts_store_route(c->st, m->key, m->nkey) != TS_TIER_EPHEMERAL) return TS_OK;
+    memcpy(c->key, m->key, m->nkey);
+    c->nkey = m->nkey;
+    rc = TS_OK;
+  }
+  if (rc == TS_NOTFOUND) return TS_OK;
+  if (rc) return rc;
+  e = ts_delta_get(c->d, c->key, c->nkey);
+  if (e && (e->op == TS_OP_DEL || e->fresh)) return TS_OK;
   c->eof = 0;
-  c->rowid = r;
-  c->dgen = ts_delta_generation(c->d);
   if (e) {
-    c->src = TS_SRC_DELTA;
-    c->cur_e = e;
-    memcpy(c->key, e->key, e->nkey);
-    c->nkey = e->nkey;
-    c->epoch = 0;
+    ts_row_from_delta(c, e, r);
+    return TS_OK;
+  }
+  if (m) {
+    ts_row_from_mem(c, m);
     return TS_OK;
   }
   rc = ts_snap_get(&c->snap, c->key, c->nkey, &rec, err);
@@ -519,7 +843,8 @@ static int ts_rowid_begin(ts_cursor *c, ts_err *err) {
     c->eof = 1;
     return TS_OK;
   }
-  c->src = TS_SRC_COMMITTED;
+  c->src = TS_SRC_LMDB;
+  c->rowid = r;
   c->epoch = rec.epoch;
   return rc;
 }
@@ -550,6 +875,7 @@ int ts_cursor_begin(ts_cursor *c, const ts_scan *plan, ts_err *err) {
     rc = ts_snap_begin(&c->snap, env, err);
     if (rc) return rc;
     c->snap_live = 1;
+    if (c->st->mem) c->msnap = ts_mem_snapshot(c->st->mem);
   }
   ts_env_read_lock(env);
   ts_cursor_drop_lc(c);
@@ -586,6 +912,10 @@ int ts_cursor_value(ts_cursor *c, ts_value_emit emit, void *ctx, ts_err *err) {
   ts_record rec;
   int rc = TS_OK;
   if (c->eof) return TS_OK;
+  if (c->src == TS_SRC_MEM) {
+    emit(ctx, &c->cur_m->value);     /* the snapshot keeps it alive */
+    return TS_OK;
+  }
   if (c->src == TS_SRC_DELTA) {
     const ts_delta_entry *e = c->cur_e;
     if (c->dgen != ts_delta_generation(c->d)) e = ts_delta_get(c->d, c->key, c->nkey);

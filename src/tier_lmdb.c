@@ -807,17 +807,11 @@ int ts_wtxn_copy_from(ts_wtxn *w, ts_snap *src) {
   return rc;
 }
 
-/* Order provisional rowids (qsort/bsearch callback). */
-static int ts_u64_cmp(const void *a, const void *b) {
-  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-  return x < y ? -1 : x > y;
-}
-
 /* Rank of a fresh entry's provisional rowid among all fresh ones, or -1. */
 static long ts_fresh_rank(const ts_commit *c, const ts_delta_entry *e) {
   const uint64_t *hit;
   if (!e->fresh || !c->nfresh) return -1;
-  hit = bsearch(&e->rowid, c->fresh, c->nfresh, sizeof(uint64_t), ts_u64_cmp);
+  hit = bsearch(&e->rowid, c->fresh, c->nfresh, sizeof(uint64_t), ts_u64_order);
   return hit ? (long)(hit - c->fresh) : -1;
 }
 

@@ -172,6 +172,8 @@ const ts_delta_entry *ts_delta_by_rowid(const ts_delta *d, uint64_t rowid);
 /* The provisional rowids of the live fresh PUTs, sorted: a commit numbers
 ** new keys by their rank here.  *out is malloc'd (NULL when none). */
 int ts_delta_fresh_rowids(const ts_delta *d, uint64_t **out, size_t *n);
+/* Order 64-bit numbers (qsort/bsearch callback). */
+int ts_u64_order(const void *a, const void *b);
 
 /* Savepoints, numbered as SQLite numbers them (xSavepoint/xRelease/
 ** xRollbackTo). */
@@ -463,6 +465,8 @@ int ts_mirror_verify(ts_env *primary, ts_env *backup, ts_err *err);
 typedef struct ts_store_cfg ts_store_cfg;
 struct ts_store_cfg {
   const char *primary;        /* absolute directory of the primary env */
+  const char *backup;         /* absolute directory of the backup, or NULL */
+  const char *ephemeral;      /* ephemeral rules, or NULL */
   size_t map_size;            /* initial map size (0: default) */
   ts_durability durability;
   ts_names_rule names;
@@ -494,6 +498,13 @@ int ts_store_flush(ts_store *st, const ts_delta *d, uint64_t *epoch,
                    ts_err *err);
 /* Make everything committed durable (the 'sync' command). */
 int ts_store_sync(ts_store *st, ts_err *err);
+/* The 'verify' and 'repair' commands: compare primary and backup; bring
+** the backup up to date.  TS_ERROR with a message when there is no backup. */
+int ts_store_verify(ts_store *st, ts_err *err);
+int ts_store_repair(ts_store *st, ts_err *err);
+/* Where a key lives. */
+ts_tier_id ts_store_route(const ts_store *st, const unsigned char *key,
+                          size_t nkey);
 
 /* A scan plan. */
 typedef enum ts_scan_kind {

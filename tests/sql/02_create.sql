@@ -26,11 +26,12 @@ CREATE VIRTUAL TABLE r13 USING tierstore(primary = 'rej/dur', durability = 'even
 CREATE VIRTUAL TABLE r14 USING tierstore(primary = 'rej/names', names = 'ascii');
 -- an argument that is not name = value
 CREATE VIRTUAL TABLE r15 USING tierstore(primary = 'rej/nodelim', 'rej/x');
--- not available yet: backup, ephemeral, durability = applied
-CREATE VIRTUAL TABLE r16 USING tierstore(primary = 'rej/backup', backup = 'rej/b');
+-- backup equal to primary, an empty backup, malformed ephemeral rules;
+-- durability = applied is not available yet
+CREATE VIRTUAL TABLE r16 USING tierstore(primary = 'rej/backup', backup = '');
 CREATE VIRTUAL TABLE r17 USING tierstore(primary = 'rej/same', backup = 'rej/same');
-CREATE VIRTUAL TABLE r18 USING tierstore(primary = 'rej/eph', ephemeral = 'ldk');
-CREATE VIRTUAL TABLE r19 USING tierstore(primary = 'rej/eph2', ephemeral = '//scorer');
+CREATE VIRTUAL TABLE r18 USING tierstore(primary = 'rej/eph', ephemeral = 'a/b/c/d');
+CREATE VIRTUAL TABLE r19 USING tierstore(primary = 'rej/eph2', ephemeral = 'x,,y');
 CREATE VIRTUAL TABLE r20 USING tierstore(primary = 'rej/applied', durability = 'applied');
 -- a table named like a column: its command column would clash
 CREATE VIRTUAL TABLE key USING tierstore(primary = 'rej/key');

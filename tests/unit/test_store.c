@@ -57,6 +57,7 @@ static ts_store *store_open(const char *root, const char *name) {
   ts_err err = {0, {0}};
   int rc;
   snprintf(p, sizeof(p), "%s/%s", root, name);
+  memset(&cfg, 0, sizeof(cfg));
   cfg.primary = p;
   cfg.map_size = 0;
   cfg.durability = TS_DURABLE;

@@ -19,14 +19,6 @@
 
 int sqlite3_tierstore_init(sqlite3 *, char **, const sqlite3_api_routines *);
 
-static int rm_cb(const char *p, const struct stat *sb, int flag,
-                 struct FTW *ftw) {
-  (void)sb;
-  (void)flag;
-  (void)ftw;
-  return remove(p);
-}
-
 /* Run sql; on failure print the error. */
 static int exec(sqlite3 *db, const char *sql) {
   char *msg = NULL;
@@ -93,11 +85,7 @@ int main(void) {
   char root[64], sql[512], dbfile[128];
   sqlite3 *db;
 
-  snprintf(root, sizeof(root), "/tmp/ts_static_XXXXXX");
-  if (mkdtemp(root) == NULL) {
-    perror("mkdtemp");
-    return 2;
-  }
+  tmp_new(root, sizeof(root));
 
   /* An in-memory database; the table's primary is absolute. */
   db = open_registered(":memory:");
@@ -177,7 +165,7 @@ int main(void) {
   CHECK_QUERY(db, "SELECT count(*) FROM t", "6");
   CHECK_EQ_INT(sqlite3_close(db), SQLITE_OK);
 
-  CHECK_EQ_INT(nftw(root, rm_cb, 16, FTW_DEPTH | FTW_PHYS), 0);
+  CHECK_EQ_INT(tmp_rm(root), 0);
   CHECK(access(root, F_OK) != 0);
   return CHECK_DONE();
 }

@@ -30,25 +30,6 @@ static uint64_t rnd(void) {
   return rng_state;
 }
 
-static void tmp_new(char *buf, size_t n) {
-  snprintf(buf, n, "/tmp/ts_store_XXXXXX");
-  if (mkdtemp(buf) == NULL) {
-    perror("mkdtemp");
-    exit(2);
-  }
-}
-static int rm_cb(const char *p, const struct stat *sb, int flag,
-                 struct FTW *ftw) {
-  (void)sb;
-  (void)flag;
-  (void)ftw;
-  return remove(p);
-}
-static void tmp_drop(const char *dir) {
-  CHECK_EQ_INT(nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS), 0);
-  CHECK(access(dir, F_OK) != 0);
-}
-
 /* Open a store on root/name. */
 static ts_store *store_open(const char *root, const char *name) {
   char p[256];

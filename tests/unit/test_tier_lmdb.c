@@ -26,29 +26,6 @@
 ** Helpers.
 */
 
-/* mkdtemp under /tmp into buf. */
-static void tmp_new(char *buf, size_t n) {
-  snprintf(buf, n, "/tmp/ts_tier_lmdb_XXXXXX");
-  if (mkdtemp(buf) == NULL) {
-    perror("mkdtemp");
-    exit(2);
-  }
-}
-
-static int rm_cb(const char *p, const struct stat *sb, int flag,
-                 struct FTW *ftw) {
-  (void)sb;
-  (void)flag;
-  (void)ftw;
-  return remove(p);
-}
-
-/* rm -rf dir (not following symlinks); checks that it worked. */
-static void tmp_drop(const char *dir) {
-  CHECK_EQ_INT(nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS), 0);
-  CHECK(access(dir, F_OK) != 0);
-}
-
 /* out = a "/" b */
 static const char *pj(char *out, size_t n, const char *a, const char *b) {
   size_t na = strlen(a), nb = strlen(b);
@@ -413,7 +390,7 @@ static void test_open_dirs(void) {
   CHECK(!exists(pj(q, sizeof(q), root, "t1")));
   if (exists(pj(q, sizeof(q), root, "t1"))) {
     fprintf(stderr, "  BUG: failed open of '%s' left '%s' behind\n", p, q);
-    nftw(q, rm_cb, 16, FTW_DEPTH | FTW_PHYS); /* keep later checks apart */
+    tmp_rm(q); /* keep later checks apart */
   }
 
   /* Same with a "." component at the end. */
@@ -424,7 +401,7 @@ static void test_open_dirs(void) {
   CHECK(!exists(pj(q, sizeof(q), root, "u1")));
   if (exists(pj(q, sizeof(q), root, "u1"))) {
     fprintf(stderr, "  BUG: failed open of '%s' left '%s' behind\n", p, q);
-    nftw(q, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    tmp_rm(q);
   }
 
   /* mkdir itself fails part way (a component too long for the file
@@ -441,7 +418,7 @@ static void test_open_dirs(void) {
     CHECK(!exists(pj(q, sizeof(q), root, "m1")));
     if (exists(pj(q, sizeof(q), root, "m1"))) {
       fprintf(stderr, "  BUG: failed open of '%s' left '%s' behind\n", p, q);
-      nftw(q, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+      tmp_rm(q);
     }
   }
 

@@ -32,6 +32,7 @@ struct ts_mirror {
   uint64_t epoch;            /* the commit's epoch (0 for a catch-up) */
   uint64_t next_rowid;
   ts_err *err;               /* for failures reading the primary */
+  int force;                 /* copy everything, whatever the epochs say */
   int filled;                /* out: the backup was rebuilt by a copy */
 };
 
@@ -43,51 +44,61 @@ static int ts_mirror_next_rowid(ts_wtxn *w, uint64_t next) {
   return rc;
 }
 
-/* Bring the backup from epoch b to the primary's newest state: replay the
-** keys of the missing epochs, or copy everything when a record is missing.
-** The primary's read lock is held by the caller. */
-static int ts_mirror_replay(ts_mirror *m, ts_wtxn *w, ts_snap *ps, uint64_t b) {
-  uint64_t p, next;
-  int rc = ts_snap_last_epoch(ps, &p, m->err);
-  if (rc) return EIO;
-  if (b == p) return 0;
-  for (uint64_t e = b + 1; b < p && e <= p; e++) {
-    const unsigned char *rec;
-    size_t n;
-    if (ts_snap_replay(ps, e, &rec, &n, m->err) != TS_OK) {
-      m->filled = 1;
-      return ts_wtxn_copy_from(w, ps);
+/* Replay one record: put the primary's current state of each key it
+** names into the backup.  The primary's read lock is held. */
+static int ts_mirror_replay_record(ts_mirror *m, ts_wtxn *w, ts_snap *ps,
+                                   const unsigned char *rec, size_t n) {
+  const unsigned char *end = rec + n;
+  int rc = 0;
+  while (rec + 2 <= end && !rc) {
+    size_t nk = ((size_t)rec[0] << 8) | rec[1];
+    ts_change ch;
+    ts_record r;
+    int got;
+    if (rec + 2 + nk > end) return MDB_CORRUPTED;
+    memset(&ch, 0, sizeof(ch));
+    ch.key = rec + 2;
+    ch.nkey = nk;
+    got = ts_snap_get(ps, ch.key, nk, &r, m->err);
+    if (got != TS_OK && got != TS_NOTFOUND) return EIO;
+    ch.op = got == TS_OK ? TS_OP_PUT : TS_OP_DEL;
+    if (got == TS_OK) {
+      ch.value = r.value;
+      ch.rowid = r.rowid;
+      ch.epoch = r.epoch;
     }
+    rc = ts_wtxn_change(w, &ch);
+    rec += 2 + nk;
   }
-  if (b > p) {
+  return rc;
+}
+
+/* Bring the backup from epoch b to the primary's newest state: replay the
+** keys of the epochs after b (epochs without a record changed nothing on
+** disk: they were memory-only), or copy everything when the records do not
+** reach back to b.  The primary's read lock is held. */
+static int ts_mirror_replay(ts_mirror *m, ts_wtxn *w, ts_snap *ps, uint64_t b) {
+  uint64_t p, floor, next;
+  unsigned char from[8];
+  ts_lcur rc_cur;
+  int rc;
+  if (ts_snap_last_epoch(ps, &p, m->err) || ts_snap_meta(ps, "replay_floor", &floor, m->err) ||
+      ts_snap_next_rowid(ps, &next, m->err)) {
+    return EIO;
+  }
+  if (b == p && !m->force) return 0;
+  if (b > p || b < floor || m->force) {
     m->filled = 1;
     return ts_wtxn_copy_from(w, ps);
   }
-  for (uint64_t e = b + 1; e <= p && !rc; e++) {
-    const unsigned char *rec, *end;
-    size_t n;
-    if (ts_snap_replay(ps, e, &rec, &n, m->err) != TS_OK) return EIO;
-    for (end = rec + n; rec + 2 <= end && !rc; rec += 2 + (((size_t)rec[0] << 8) | rec[1])) {
-      size_t nk = ((size_t)rec[0] << 8) | rec[1];
-      ts_change ch;
-      ts_record r;
-      int got;
-      if (rec + 2 + nk > end) return MDB_CORRUPTED;
-      memset(&ch, 0, sizeof(ch));
-      ch.key = rec + 2;
-      ch.nkey = nk;
-      got = ts_snap_get(ps, ch.key, nk, &r, m->err);
-      if (got != TS_OK && got != TS_NOTFOUND) return EIO;
-      ch.op = got == TS_OK ? TS_OP_PUT : TS_OP_DEL;
-      if (got == TS_OK) {
-        ch.value = r.value;
-        ch.rowid = r.rowid;
-        ch.epoch = r.epoch;
-      }
-      rc = ts_wtxn_change(w, &ch);
-    }
+  if (ts_lcur_open(&rc_cur, ps, TS_DB_REPLAY, m->err)) return EIO;
+  ts_be64_put(from, b + 1);
+  rc = ts_lcur_seek(&rc_cur, from, 8, 0, m->err) ? EIO : 0;
+  while (!rc && rc_cur.valid && rc_cur.k.mv_size == 8 && ts_be64_get(rc_cur.k.mv_data) <= p) {
+    rc = ts_mirror_replay_record(m, w, ps, rc_cur.v.mv_data, rc_cur.v.mv_size);
+    if (!rc) rc = ts_lcur_step(&rc_cur, 0, m->err) ? EIO : 0;
   }
-  if (!rc) rc = ts_snap_next_rowid(ps, &next, m->err) ? EIO : 0;
+  ts_lcur_close(&rc_cur);
   if (!rc) rc = ts_wtxn_meta_put(w, "last_epoch", p);
   if (!rc) rc = ts_mirror_next_rowid(w, next);
   return rc;
@@ -102,13 +113,15 @@ static int ts_mirror_body(void *ctx, ts_wtxn *w) {
   int rc = ts_wtxn_meta_get(w, "last_epoch", &b);
   m->filled = 0;
   if (rc) return rc;
-  if (m->epoch && b >= m->epoch) return 0;          /* someone caught it up */
   if (m->epoch && b + 1 == m->epoch) {
     for (size_t i = 0; i < m->nchanges && !rc; i++) rc = ts_wtxn_change(w, &m->changes[i]);
     if (!rc) rc = ts_wtxn_meta_put(w, "last_epoch", m->epoch);
     if (!rc) rc = ts_mirror_next_rowid(w, m->next_rowid);
     return rc;
   }
+  /* behind: replay; level with or past this commit: someone caught it up,
+  ** unless it is ahead of the primary (written through a table that
+  ** named it as its primary), which a copy repairs */
   if (ts_snap_begin(&ps, m->primary, m->err)) return EIO;
   ts_env_read_lock(m->primary);
   rc = ts_mirror_replay(m, w, &ps, b);
@@ -156,12 +169,13 @@ int ts_mirror_commit(ts_env *primary, ts_env *backup, const ts_change *ch,
   return ts_mirror_run(backup, &m, dur, bytes, err);
 }
 
-/* Bring the backup up to date with the primary. */
+/* Bring the backup up to date with the primary; force: by a full copy. */
 int ts_mirror_catch_up(ts_env *primary, ts_env *backup, ts_durability dur,
-                       ts_err *err) {
+                       int force, ts_err *err) {
   ts_mirror m;
   memset(&m, 0, sizeof(m));
   m.primary = primary;
+  m.force = force;
   return ts_mirror_run(backup, &m, dur, (size_t)64 << 20, err);
 }
 

@@ -62,7 +62,7 @@ static int ts_store_open_backup(ts_store *st, const char *path, size_t map_size,
     ** tries again and reports it */
     ts_err cerr = {0, {0}};
     ts_env_commit_lock(st->primary);
-    if (ts_mirror_catch_up(st->primary, st->backup, st->durability, &cerr) == TS_OK) {
+    if (ts_mirror_catch_up(st->primary, st->backup, st->durability, 0, &cerr) == TS_OK) {
       st->backup_epoch = pe;
     }
     ts_env_commit_unlock(st->primary);
@@ -88,6 +88,10 @@ int ts_store_open(const ts_store_cfg *cfg, ts_store **out, ts_err *err) {
     if (!st->mem) rc = ts_err_set(err, TS_NOMEM, "out of memory opening the ephemeral tier");
   }
   if (rc) {
+    /* a refused table leaves nothing on disk */
+    ts_env_discard(st->backup);
+    ts_env_discard(st->primary);
+    st->backup = st->primary = NULL;
     ts_store_close(st);
     return rc;
   }
@@ -297,7 +301,11 @@ int ts_store_repair(ts_store *st, ts_err *err) {
   int rc;
   if (!st->backup) return ts_err_set(err, TS_ERROR, "repair needs a backup: this table has none");
   ts_env_commit_lock(st->primary);
-  rc = ts_mirror_catch_up(st->primary, st->backup, st->durability, err);
+  rc = ts_mirror_catch_up(st->primary, st->backup, st->durability, 0, err);
+  if (!rc && ts_mirror_verify(st->primary, st->backup, err) != TS_OK) {
+    /* level but different (written through another table): copy */
+    rc = ts_mirror_catch_up(st->primary, st->backup, st->durability, 1, err);
+  }
   if (!rc) rc = ts_mirror_epoch(st->primary, &pe, err);
   if (!rc) st->backup_epoch = pe;
   ts_env_commit_unlock(st->primary);

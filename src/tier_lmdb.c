@@ -23,6 +23,7 @@
 #include <sys/random.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 struct ts_env {
@@ -37,9 +38,9 @@ struct ts_env {
   pthread_rwlock_t map_lock;
   pthread_mutex_t write_mutex;
   uint64_t map_gen;             /* read and written under map_lock */
-  uint64_t epoch_hwm;           /* highest epoch this process handed out */
-  uint64_t rowid_hwm;           /* highest creation number handed out */
-  ts_mem *mem;                  /* the ephemeral tier beside it, or NULL */
+  struct ts_made *made;         /* what opening it created, or NULL */
+  ts_counters *counters;        /* store-wide next rowid and last epoch */
+  int counters_shared;
 };
 
 static pthread_mutex_t ts_registry_mutex = PTHREAD_MUTEX_INITIALIZER;
@@ -60,11 +61,20 @@ static MDB_dbi ts_env_dbi(const ts_env *env, ts_db_id db) {
   }
 }
 
-/* Fill err with an LMDB failure on this environment and return its code. */
+/* Fill err with an LMDB failure on this environment and return its code.
+** LMDB reports a write cut short by a full disk as EIO: when the
+** filesystem has no room left, say so (TS_FULL). */
 static int ts_env_fail(const ts_env *env, int rc, const char *what,
                        ts_err *err) {
-  return ts_err_set(err, ts_err_from_lmdb(rc), "%s of LMDB environment '%s' failed: %s",
-                    what, env->path, mdb_strerror(rc));
+  struct statvfs fs;
+  int code = ts_err_from_lmdb(rc);
+  if (rc == EIO && statvfs(env->path, &fs) == 0 &&
+      (uint64_t)fs.f_bavail * fs.f_frsize < ((uint64_t)1 << 20)) {
+    return ts_err_set(err, TS_FULL, "LMDB environment '%s': %s failed: the disk is full (%s)",
+                      env->path, what, mdb_strerror(rc));
+  }
+  return ts_err_set(err, code, "LMDB environment '%s': %s failed: %s", env->path, what,
+                    mdb_strerror(rc));
 }
 
 /* Read a big-endian u64 metadata value; *found=0 when absent. */
@@ -97,7 +107,7 @@ static int ts_env_init_layout(ts_env *env, const unsigned char *identity, ts_err
   uint64_t version = 0;
   int found = 0;
   int rc = mdb_txn_begin(env->mdb, NULL, 0, &txn);
-  if (rc) return ts_env_fail(env, rc, "opening", err);
+  if (rc) return ts_env_fail(env, rc, "opening the environment", err);
   if (!rc) rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &env->dbi_meta);
   if (!rc) rc = mdb_dbi_open(txn, "data", MDB_CREATE, &env->dbi_data);
   if (!rc) rc = mdb_dbi_open(txn, "namespaces", MDB_CREATE, &env->dbi_namespaces);
@@ -145,7 +155,8 @@ static int ts_env_init_layout(ts_env *env, const unsigned char *identity, ts_err
 
 /* Free an environment handle that is not (or no longer) in the registry. */
 static void ts_env_destroy(ts_env *env) {
-  ts_mem_free(env->mem);
+  free(env->made);
+  ts_counters_close(env->counters, env->counters_shared);
   if (env->mdb) mdb_env_close(env->mdb);
   pthread_rwlock_destroy(&env->map_lock);
   pthread_mutex_destroy(&env->write_mutex);
@@ -184,6 +195,10 @@ static int ts_env_create(const char *path, const struct stat *st,
   }
   mdb_reader_check(env->mdb, &dead);   /* clear slots of dead processes */
   rc = ts_env_init_layout(env, identity, err);
+  if (!rc) {
+    env->counters = ts_counters_open(env->store_id, &env->counters_shared);
+    if (!env->counters) rc = ts_err_set(err, TS_NOMEM, "out of memory opening '%s'", path);
+  }
   if (rc) {
     ts_env_destroy(env);
     return rc;
@@ -288,9 +303,32 @@ int ts_env_open_id(const char *path, size_t map_size,
     }
   }
   pthread_mutex_unlock(&ts_registry_mutex);
-  if (rc == TS_OK) *out = env;
-  else ts_dir_unmake(&made);
-  return rc;
+  if (rc != TS_OK) {
+    ts_dir_unmake(&made);
+    return rc;
+  }
+  if (env->refs == 1 && !env->made && (made.ndirs || !made.had_lock || !made.had_data)) {
+    env->made = malloc(sizeof(made));   /* for ts_env_discard */
+    if (env->made) *env->made = made;
+  }
+  *out = env;
+  return TS_OK;
+}
+
+/* Close a handle whose table was refused: when this handle created the
+** environment and nobody else uses it, remove what it created. */
+void ts_env_discard(ts_env *env) {
+  ts_made made;
+  int remove = 0;
+  if (!env) return;
+  pthread_mutex_lock(&ts_registry_mutex);
+  if (env->refs == 1 && env->made) {
+    made = *env->made;
+    remove = 1;
+  }
+  pthread_mutex_unlock(&ts_registry_mutex);
+  ts_env_close(env);
+  if (remove) ts_dir_unmake(&made);
 }
 
 /* Open with a random identity for a new environment. */
@@ -316,6 +354,7 @@ void ts_env_close(ts_env *env) {
 
 const char *ts_env_path(const ts_env *env) { return env->path; }
 const unsigned char *ts_env_store_id(const ts_env *env) { return env->store_id; }
+ts_mem *ts_env_mem(const ts_env *env) { return ts_mem_for_env((uint64_t)env->dev, (uint64_t)env->ino); }
 
 /* Shared hold on mapped memory. */
 void ts_env_read_lock(ts_env *env) { pthread_rwlock_rdlock(&env->map_lock); }
@@ -496,6 +535,15 @@ int ts_snap_last_epoch(ts_snap *s, uint64_t *epoch, ts_err *err) {
   return TS_OK;
 }
 
+/* A metadata number of the snapshot (0 when absent). */
+int ts_snap_meta(ts_snap *s, const char *name, uint64_t *v, ts_err *err) {
+  int found = 0;
+  int rc = ts_meta_get_u64(s->txn, s->env, name, v, &found);
+  if (rc) return ts_env_fail(s->env, rc, "reading the metadata", err);
+  if (!found) *v = 0;
+  return TS_OK;
+}
+
 /* Next creation number of the snapshot. */
 int ts_snap_next_rowid(ts_snap *s, uint64_t *next, ts_err *err) {
   int found = 0;
@@ -518,14 +566,6 @@ int ts_snap_replay(ts_snap *s, uint64_t epoch, const unsigned char **p,
   *p = v.mv_data;
   *n = v.mv_size;
   return TS_OK;
-}
-
-/* The ephemeral tier beside this environment, created on first use. */
-ts_mem *ts_env_mem(ts_env *env) {
-  pthread_mutex_lock(&ts_registry_mutex);
-  if (!env->mem) env->mem = ts_mem_new();
-  pthread_mutex_unlock(&ts_registry_mutex);
-  return env->mem;
 }
 
 /* Attach an LMDB cursor over db to the snapshot. */
@@ -758,11 +798,14 @@ int ts_wtxn_replay_put(ts_wtxn *w, uint64_t epoch, const ts_change *ch, size_t n
   return 0;
 }
 
-/* Remove the replay records of epochs <= upto. */
+/* Remove the replay records of epochs <= upto (raising replay_floor). */
 int ts_wtxn_replay_prune(ts_wtxn *w, uint64_t upto) {
   MDB_cursor *cur;
   MDB_val k, v;
-  int rc = mdb_cursor_open(w->txn, w->env->dbi_replay, &cur);
+  uint64_t floor;
+  int rc = ts_wtxn_meta_get(w, "replay_floor", &floor);
+  if (!rc && floor < upto) rc = ts_wtxn_meta_put(w, "replay_floor", upto);
+  if (!rc) rc = mdb_cursor_open(w->txn, w->env->dbi_replay, &cur);
   if (rc) return rc;
   while ((rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST)) == 0) {
     if (k.mv_size != 8 || ts_be64_get(k.mv_data) > upto) break;
@@ -824,22 +867,36 @@ static int ts_commit_wants(const ts_commit *c, const ts_delta_entry *e) {
   return ts_router_route(c->router, pns, sns, key) == TS_TIER_PRIMARY;
 }
 
+/* The i-th creation number for a kept key that another writer deleted
+** meanwhile; taken once per commit so that a replayed body reuses it. */
+static int ts_commit_extra_rowid(ts_commit *c, ts_env *env, uint64_t floor,
+                                 size_t i, uint64_t *rowid) {
+  if (i == c->nextras) {
+    uint64_t *grown = realloc(c->extras, (i + 1) * sizeof(*grown));
+    if (!grown) return ENOMEM;
+    c->extras = grown;
+    c->extras[c->nextras++] = ts_counters_take_rowids(env->counters, floor, 1);
+  }
+  *rowid = c->extras[i];
+  return 0;
+}
+
 /* The transaction body of a primary commit: resolve each entry of the
 ** delta into a change (creation numbers: kept, or new in creation order),
 ** apply it, and record epoch, numbers and the replay record. */
 static int ts_commit_body(void *ctx, ts_wtxn *w) {
   ts_commit *c = ctx;
   ts_env *env = w->env;
-  uint64_t last, next_rowid, extra;
-  size_t n = 0;
+  uint64_t last, next_rowid;
+  size_t n = 0, nextra = 0;
   int rc = ts_wtxn_meta_get(w, "last_epoch", &last);
   if (!rc) rc = ts_wtxn_meta_get(w, "next_rowid", &next_rowid);
   if (rc) return rc;
-  if (last < env->epoch_hwm) last = env->epoch_hwm;
-  if (next_rowid <= env->rowid_hwm) next_rowid = env->rowid_hwm + 1;
-  c->epoch = last + 1;
-  c->base_rowid = next_rowid;
-  extra = next_rowid + c->nfresh;
+  /* the epoch is published only once committed (ts_env_commit), so a
+  ** retry or a crash leaves no gap; creation numbers are taken up front
+  ** (once per commit) because memory-only commits take them concurrently */
+  c->epoch = ts_counters_epoch(env->counters, last) + 1;
+  if (c->base_rowid < next_rowid) c->base_rowid = ts_counters_take_rowids(env->counters, next_rowid, c->nfresh);
   c->nchanges = 0;
   for (const ts_delta_entry *e = ts_delta_seek(c->d, NULL, 0, 0); e && !rc; e = ts_delta_step(c->d, e, 0)) {
     ts_change ch;
@@ -855,7 +912,8 @@ static int ts_commit_body(void *ctx, ts_wtxn *w) {
       if (rc && rc != MDB_NOTFOUND) break;
       rank = ts_fresh_rank(c, e);
       if (rc == 0 && !e->fresh) ch.rowid = old.rowid;
-      else ch.rowid = rank >= 0 ? c->base_rowid + (uint64_t)rank : extra++;
+      else if (rank >= 0) ch.rowid = c->base_rowid + (uint64_t)rank;
+      else if ((rc = ts_commit_extra_rowid(c, env, next_rowid, nextra++, &ch.rowid)) != 0) break;
       ch.value = e->value;
       ch.epoch = c->epoch;
     }
@@ -872,9 +930,12 @@ static int ts_commit_body(void *ctx, ts_wtxn *w) {
     }
   }
   if (!rc) rc = ts_wtxn_meta_put(w, "last_epoch", c->epoch);
-  c->next_rowid = extra;
-  if (!rc) rc = ts_wtxn_meta_put(w, "next_rowid", extra);
+  c->next_rowid = ts_counters_next_rowid(env->counters, next_rowid);
+  if (!rc) rc = ts_wtxn_meta_put(w, "next_rowid", c->next_rowid);
   if (!rc && c->journal) rc = ts_wtxn_replay_put(w, c->epoch, c->changes, c->nchanges);
+  /* replay records are complete only above replay_floor: a commit without
+  ** one moves the floor up to itself */
+  if (!rc && !c->journal) rc = ts_wtxn_meta_put(w, "replay_floor", c->epoch);
   if (!rc && c->backup_epoch) rc = ts_wtxn_replay_prune(w, c->backup_epoch);
   return rc;
 }
@@ -931,17 +992,19 @@ int ts_env_write(ts_env *env, ts_durability dur, size_t grow_hint,
                       env->path);
   }
   if (rc == ENOMEM) return ts_err_set(err, TS_NOMEM, "out of memory writing '%s'", env->path);
-  if (rc) return ts_env_fail(env, rc, "committing to", err);
+  if (rc) return ts_env_fail(env, rc, "commit", err);
   return TS_OK;
 }
 
 /* Commit a delta's entries for this environment (commit lock held). */
 int ts_env_commit(ts_env *env, ts_commit *c, ts_err *err) {
-  int rc = ts_env_write(env, c->durability, ts_delta_bytes(c->d), ts_commit_body, c, err);
-  if (rc == TS_OK) {
-    env->epoch_hwm = c->epoch;
-    env->rowid_hwm = c->next_rowid - 1;
-  }
+  int rc;
+  c->base_rowid = ts_counters_take_rowids(env->counters, 0, c->nfresh);
+  rc = ts_env_write(env, c->durability, ts_delta_bytes(c->d), ts_commit_body, c, err);
+  if (rc == TS_OK) ts_counters_publish_epoch(env->counters, c->epoch);
+  free(c->extras);
+  c->extras = NULL;
+  c->nextras = 0;
   return rc;
 }
 
@@ -958,11 +1021,8 @@ int ts_env_reserve(ts_env *env, size_t nfresh, uint64_t *epoch,
   ts_env_read_unlock(env);
   ts_snap_free(&s);
   if (rc) return rc;
-  if (last < env->epoch_hwm) last = env->epoch_hwm;
-  if (next <= env->rowid_hwm) next = env->rowid_hwm + 1;
-  *epoch = env->epoch_hwm = last + 1;
-  *base_rowid = next;
-  if (nfresh) env->rowid_hwm = next + nfresh - 1;
+  *epoch = ts_counters_take_epoch(env->counters, last);
+  *base_rowid = ts_counters_take_rowids(env->counters, next, nfresh);
   return TS_OK;
 }
 

@@ -73,6 +73,41 @@ void ts_mem_free(ts_mem *m) {
   free(m);
 }
 
+/* The process's ephemeral tiers, one per primary environment (its
+** directory's device and inode).  They live until the process ends
+** (SPEC 5), even when every table using one is closed. */
+typedef struct ts_mem_slot ts_mem_slot;
+struct ts_mem_slot {
+  ts_mem_slot *next;
+  uint64_t dev, ino;
+  ts_mem *mem;
+};
+static pthread_mutex_t ts_mem_registry_mutex = PTHREAD_MUTEX_INITIALIZER;
+static ts_mem_slot *ts_mem_registry = NULL;
+
+/* The ephemeral tier of a primary environment in this process, created
+** on first use; NULL when out of memory. */
+ts_mem *ts_mem_for_env(uint64_t dev, uint64_t ino) {
+  ts_mem_slot *s;
+  ts_mem *m = NULL;
+  pthread_mutex_lock(&ts_mem_registry_mutex);
+  for (s = ts_mem_registry; s && (s->dev != dev || s->ino != ino); s = s->next) {
+  }
+  if (s) {
+    m = s->mem;
+  } else if ((s = calloc(1, sizeof(*s))) != NULL && (s->mem = ts_mem_new()) != NULL) {
+    s->dev = dev;
+    s->ino = ino;
+    s->next = ts_mem_registry;
+    ts_mem_registry = s;
+    m = s->mem;
+  } else {
+    free(s);
+  }
+  pthread_mutex_unlock(&ts_mem_registry_mutex);
+  return m;
+}
+
 /* Take the current snapshot (O(1)). */
 ts_mem_snap *ts_mem_snapshot(ts_mem *m) {
   ts_mem_snap *s;

@@ -205,7 +205,20 @@ ts_tier_id ts_router_route(const ts_router *r, ts_name pns, ts_name sns,
                            ts_name key);
 int ts_router_is_empty(const ts_router *r);
 
-#endif /* TIERSTORE_INT_H */
+
+/**************************************************************************
+** Store-wide numbers (counters.c): next creation number and last epoch,
+** shared by the processes of one store through /dev/shm, taken atomically.
+*/
+typedef struct ts_counters ts_counters;
+/* *shared says whether other processes see them (else process-local). */
+ts_counters *ts_counters_open(const unsigned char *store_id, int *shared);
+void ts_counters_close(ts_counters *c, int shared);
+uint64_t ts_counters_take_rowids(ts_counters *c, uint64_t floor, uint64_t n);
+uint64_t ts_counters_take_epoch(ts_counters *c, uint64_t floor);
+uint64_t ts_counters_next_rowid(ts_counters *c, uint64_t floor);
+uint64_t ts_counters_epoch(ts_counters *c, uint64_t floor);
+void ts_counters_publish_epoch(ts_counters *c, uint64_t epoch);
 
 /**************************************************************************
 ** The ephemeral tier (tier_mem.c): an immutable, reference-counted
@@ -223,6 +236,10 @@ struct ts_mem_row {
 };
 ts_mem *ts_mem_new(void);
 void ts_mem_free(ts_mem *m);
+/* The process's tier of a primary environment (its directory's device and
+** inode), created on first use and kept until the process ends; NULL when
+** out of memory. */
+ts_mem *ts_mem_for_env(uint64_t dev, uint64_t ino);
 /* Take / give back the current snapshot; rows stay valid while held. */
 ts_mem_snap *ts_mem_snapshot(ts_mem *m);
 void ts_mem_snap_release(ts_mem *m, ts_mem_snap *s);
@@ -289,8 +306,13 @@ int ts_env_open_id(const char *path, size_t map_size,
                    const unsigned char *identity, ts_env **out, ts_err *err);
 /* Drop one reference; the last one closes the environment. */
 void ts_env_close(ts_env *env);
+/* Close the handle of a refused table: if it created the environment and
+** nobody else holds it, remove its files and the directories it made. */
+void ts_env_discard(ts_env *env);
 const char *ts_env_path(const ts_env *env);
 const unsigned char *ts_env_store_id(const ts_env *env);
+/* The ephemeral tier beside this environment in this process. */
+ts_mem *ts_env_mem(const ts_env *env);
 
 /* Shared access to mapped memory (see above). */
 void ts_env_read_lock(ts_env *env);
@@ -413,6 +435,9 @@ struct ts_commit {
   uint64_t next_rowid;       /* the next creation number after the commit */
   ts_change *changes;        /* journal: the resolved changes (free()) */
   size_t nchanges;
+  /* internal: creation numbers taken for kept keys deleted meanwhile */
+  uint64_t *extras;
+  size_t nextras;
 };
 /* Commit c->d's entries for this environment (commit lock held). */
 int ts_env_commit(ts_env *env, ts_commit *c, ts_err *err);
@@ -429,9 +454,9 @@ int ts_snap_replay(ts_snap *s, uint64_t epoch, const unsigned char **p,
                    size_t *n, ts_err *err);
 /* Next creation number of the snapshot. */
 int ts_snap_next_rowid(ts_snap *s, uint64_t *next, ts_err *err);
-/* The ephemeral tier that lives beside this environment in this process
-** (created on first use). */
-ts_mem *ts_env_mem(ts_env *env);
+/* A metadata number of the snapshot ("replay_floor", ...); 0 when absent.
+** Lock held. */
+int ts_snap_meta(ts_snap *s, const char *name, uint64_t *v, ts_err *err);
 /* Force everything to stable storage. */
 int ts_env_sync(ts_env *env, ts_err *err);
 
@@ -448,9 +473,10 @@ int ts_mem_apply(ts_mem *m, const ts_change *changes, size_t n, ts_err *err);
 int ts_mirror_commit(ts_env *primary, ts_env *backup, const ts_change *ch,
                      size_t n, uint64_t epoch, uint64_t next_rowid,
                      ts_durability dur, ts_err *err);
-/* Bring the backup up to date with the primary (replay, or a full copy). */
+/* Bring the backup up to date with the primary (replay, or a full copy;
+** force: always a full copy). */
 int ts_mirror_catch_up(ts_env *primary, ts_env *backup, ts_durability dur,
-                       ts_err *err);
+                       int force, ts_err *err);
 /* The epoch an environment holds now. */
 int ts_mirror_epoch(ts_env *env, uint64_t *epoch, ts_err *err);
 /* Compare identity, epochs and every key and value; the first difference
@@ -553,3 +579,5 @@ ts_tier_id ts_cursor_tier(const ts_cursor *c);
 ** (emit must copy what it keeps). */
 typedef void (*ts_value_emit)(void *ctx, const ts_value *v);
 int ts_cursor_value(ts_cursor *c, ts_value_emit emit, void *ctx, ts_err *err);
+
+#endif /* TIERSTORE_INT_H */

@@ -279,6 +279,50 @@ static void test_errors(void) {
   }
 }
 
+
+/* More edges: the preset is exact and case-sensitive; "ldk" with parts is
+** an ordinary rule; many presets fill the router exactly; a trailing empty
+** key part ("a//") is valid and matches no storable key. */
+static void test_more_edges(void) {
+  ts_router *r = parse_ok("LDK,Ldk");
+  if (r != NULL) {
+    CHECK_EQ_INT(route(r, "", "", "scorer"), TS_TIER_PRIMARY);
+    CHECK_EQ_INT(route(r, "LDK", "", "k"), TS_TIER_EPHEMERAL);
+    CHECK_EQ_INT(route(r, "Ldk", "s", "k"), TS_TIER_EPHEMERAL);
+    CHECK_EQ_INT(route(r, "ldk", "", "k"), TS_TIER_PRIMARY);
+    ts_router_free(r);
+  }
+  r = parse_ok("ldk/,/ldk");
+  if (r != NULL) {
+    CHECK_EQ_INT(route(r, "", "", "scorer"), TS_TIER_PRIMARY);
+    CHECK_EQ_INT(route(r, "ldk", "", "k"), TS_TIER_EPHEMERAL);
+    CHECK_EQ_INT(route(r, "ldk", "s", "k"), TS_TIER_PRIMARY);
+    CHECK_EQ_INT(route(r, "", "ldk", "k"), TS_TIER_EPHEMERAL);
+    ts_router_free(r);
+  }
+  r = parse_ok(" ldk\t,\nldk ,ldk,ldk,ldk");   /* 5 presets: 15 rules */
+  if (r != NULL) {
+    CHECK_EQ_INT(route(r, "", "", "network_graph"), TS_TIER_EPHEMERAL);
+    CHECK_EQ_INT(route(r, "", "", "external_pathfinding_scores_cache"),
+                 TS_TIER_EPHEMERAL);
+    CHECK_EQ_INT(route(r, "", "", "manager"), TS_TIER_PRIMARY);
+    ts_router_free(r);
+  }
+  r = parse_ok("a//");                /* pns 'a', sns '', key '' */
+  if (r != NULL) {
+    CHECK(!ts_router_is_empty(r));
+    CHECK_EQ_INT(route(r, "a", "", "k"), TS_TIER_PRIMARY);
+    CHECK_EQ_INT(ts_router_route(r, N("a"), EMPTY, EMPTY), TS_TIER_EPHEMERAL);
+    ts_router_free(r);
+  }
+  r = parse_ok("/ /");                /* pns '', sns ' ', key '' */
+  if (r != NULL) {
+    CHECK_EQ_INT(route(r, "", " ", ""), TS_TIER_EPHEMERAL);
+    CHECK_EQ_INT(route(r, "", "", "k"), TS_TIER_PRIMARY);
+    ts_router_free(r);
+  }
+}
+
 int main(void) {
   test_empty();
   test_ldk();
@@ -289,5 +333,6 @@ int main(void) {
   test_spaces();
   test_mixed();
   test_errors();
+  test_more_edges();
   return CHECK_DONE();
 }

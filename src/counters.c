@@ -1,14 +1,16 @@
 /*
 ** counters.c: the numbers every process of one store hands out, the next
-** creation number and the last epoch, kept in a small shared-memory object
-** (/dev/shm/tierstore-<store id>) and taken with atomic compare-and-swap.
+** creation number and the last epoch, kept in a small file mapped shared
+** by every process (tierstore.shm beside LMDB's lock.mdb, like it only
+** ever written through the mapping, never waited for) and taken with
+** atomic compare-and-swap.
 **
 ** Why: a commit that writes only the ephemeral tier touches no disk, yet
 ** its new keys need creation numbers no other process of the store gives
 ** to a durable key, and its epoch must order with theirs.  The primary's
-** metadata stays the durable floor: each take is max(shared, floor), so a
-** reboot (which empties /dev/shm) only loses numbers, never reuses them.
-** Where shared memory cannot be had, the counters are process-local.
+** metadata stays the durable floor: each take is max(shared, floor), so
+** counters lost in a crash only skip numbers, never reuse them.  Where the
+** file cannot be mapped, the counters are process-local.
 */
 #include "tierstore_int.h"
 
@@ -16,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 struct ts_counters {
@@ -23,22 +26,19 @@ struct ts_counters {
   uint64_t last_epoch;
 };
 
-/* The shared-memory name of a store's counters. */
-static void ts_counters_name(const unsigned char *store_id, char *name, size_t cap) {
-  int n = snprintf(name, cap, "/tierstore-");
-  for (int i = 0; i < TS_STORE_ID_BYTES; i++) n += snprintf(name + n, cap - (size_t)n, "%02x", store_id[i]);
-}
-
-/* Open (creating) the store's shared counters; a process-local pair when
-** shared memory is unavailable.  NULL only when out of memory. */
-ts_counters *ts_counters_open(const unsigned char *store_id, int *shared) {
-  char name[16 + 2 * TS_STORE_ID_BYTES];
+/* Open (creating) the counters file in an environment's directory;
+** process-local counters when it cannot be mapped.  NULL only when out of
+** memory. */
+ts_counters *ts_counters_open(const char *dir, int *shared) {
+  char path[4200];
   void *p = MAP_FAILED;
+  struct stat st;
   int fd;
-  ts_counters_name(store_id, name, sizeof(name));
-  fd = shm_open(name, O_RDWR | O_CREAT, 0600);
+  snprintf(path, sizeof(path), "%s/%s", dir, TS_COUNTERS_FILE);
+  fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd >= 0) {
-    if (ftruncate(fd, sizeof(ts_counters)) == 0) {
+    if (fstat(fd, &st) == 0 && (st.st_size >= (off_t)sizeof(ts_counters) ||
+                                ftruncate(fd, sizeof(ts_counters)) == 0)) {
       p = mmap(NULL, sizeof(ts_counters), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     }
     close(fd);

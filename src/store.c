@@ -291,8 +291,12 @@ int ts_store_sync(ts_store *st, ts_err *err) {
 
 /* The 'verify' command. */
 int ts_store_verify(ts_store *st, ts_err *err) {
+  int rc;
   if (!st->backup) return ts_err_set(err, TS_ERROR, "verify needs a backup: this table has none");
-  return ts_mirror_verify(st->primary, st->backup, err);
+  ts_env_commit_lock(st->primary);   /* not between this process's two writes */
+  rc = ts_mirror_verify(st->primary, st->backup, err);
+  ts_env_commit_unlock(st->primary);
+  return rc;
 }
 
 /* The 'repair' command. */

@@ -196,7 +196,7 @@ static int ts_env_create(const char *path, const struct stat *st,
   mdb_reader_check(env->mdb, &dead);   /* clear slots of dead processes */
   rc = ts_env_init_layout(env, identity, err);
   if (!rc) {
-    env->counters = ts_counters_open(env->store_id, &env->counters_shared);
+    env->counters = ts_counters_open(path, &env->counters_shared);
     if (!env->counters) rc = ts_err_set(err, TS_NOMEM, "out of memory opening '%s'", path);
   }
   if (rc) {
@@ -217,6 +217,7 @@ struct ts_made {
   size_t end[TS_MADE_MAX];   /* path[0..end[i]) is a directory we created */
   int ndirs;
   int had_lock, had_data;    /* lock.mdb / data.mdb existed before */
+  int had_counters;          /* the counters file existed before */
 };
 
 /* Does path/name exist? */
@@ -237,6 +238,10 @@ static void ts_dir_unmake(ts_made *m) {
     snprintf(buf, sizeof(buf), "%s/data.mdb", m->path);
     unlink(buf);
   }
+  if (!m->had_counters) {
+    snprintf(buf, sizeof(buf), "%s/%s", m->path, TS_COUNTERS_FILE);
+    unlink(buf);
+  }
   while (m->ndirs > 0) {
     size_t e = m->end[--m->ndirs];
     memcpy(buf, m->path, e);
@@ -251,7 +256,7 @@ static int ts_dir_make(const char *path, ts_made *m, ts_err *err) {
   char buf[TS_PATH_MAX];
   size_t n = strlen(path);
   memset(m, 0, sizeof(*m));
-  m->had_lock = m->had_data = 1;
+  m->had_lock = m->had_data = m->had_counters = 1;
   if (n >= sizeof(buf)) return ts_err_set(err, TS_CANTOPEN, "path '%s' is too long", path);
   memcpy(m->path, path, n + 1);
   memcpy(buf, path, n + 1);
@@ -270,6 +275,7 @@ static int ts_dir_make(const char *path, ts_made *m, ts_err *err) {
   }
   m->had_lock = ts_file_exists(path, "lock.mdb");
   m->had_data = ts_file_exists(path, "data.mdb");
+  m->had_counters = ts_file_exists(path, TS_COUNTERS_FILE);
   return TS_OK;
 }
 
@@ -307,7 +313,7 @@ int ts_env_open_id(const char *path, size_t map_size,
     ts_dir_unmake(&made);
     return rc;
   }
-  if (env->refs == 1 && !env->made && (made.ndirs || !made.had_lock || !made.had_data)) {
+  if (env->refs == 1 && !env->made && (made.ndirs || !made.had_lock || !made.had_data || !made.had_counters)) {
     env->made = malloc(sizeof(made));   /* for ts_env_discard */
     if (env->made) *env->made = made;
   }

@@ -23,6 +23,7 @@
 #define TS_STORE_ID_BYTES   16           /* random store identity */
 #define TS_MAX_READERS      1022         /* LMDB reader slots per environment */
 #define TS_DEFAULT_MAP_SIZE ((size_t)64 << 20)
+#define TS_COUNTERS_FILE    "tierstore.shm" /* shared counters, beside lock.mdb */
 #define TS_MIN_MAP_SIZE     ((size_t)64 << 10)
 
 /**************************************************************************
@@ -211,8 +212,9 @@ int ts_router_is_empty(const ts_router *r);
 ** shared by the processes of one store through /dev/shm, taken atomically.
 */
 typedef struct ts_counters ts_counters;
-/* *shared says whether other processes see them (else process-local). */
-ts_counters *ts_counters_open(const unsigned char *store_id, int *shared);
+/* The counters of the environment in dir; *shared says whether other
+** processes see them (else process-local). */
+ts_counters *ts_counters_open(const char *dir, int *shared);
 void ts_counters_close(ts_counters *c, int shared);
 uint64_t ts_counters_take_rowids(ts_counters *c, uint64_t floor, uint64_t n);
 uint64_t ts_counters_take_epoch(ts_counters *c, uint64_t floor);

@@ -13,6 +13,18 @@ Fixtures
                  /usr/bin/python3 -c code in a fresh process; the code finds
                  the helper `connect` already defined (see CHILD_PRELUDE)
   lmdb_dump      lmdb_dump(env_dir) -> RawStore read with python3-lmdb
+  tmpfs          tmpfs(dir, size) mounts a tmpfs of that size on dir (created if
+                 missing) and unmounts it at teardown; fails the test when
+                 mounting is impossible
+
+Helpers
+  raw_store(env_dir)   RawView: RawStore plus the namespaces and replay
+                       databases, read in a child process (safe while this
+                       process has the environment open through the extension)
+  raw_stores(*dirs)    [RawView, ...] read by one child process
+  mdb_dump(env_dir, db="data")  text of `mdb_dump -p [-s db | -a] env_dir`
+  table_rows(con, table="kv")   every row as (pns, sns, key, value, rowid,
+                       epoch, tier), sorted
 """
 import os
 import struct
@@ -167,6 +179,95 @@ class RawStore:
         return self.meta_u64(b"next_rowid")
 
 
+class RawView:
+    """A picklable copy of one environment: RawStore's fields plus
+    `namespaces` {ns bytes: id}, `replay` {epoch: record bytes} and
+    `last_txnid` (LMDB's count of committed write transactions)."""
+
+    def __init__(self, env_dir):
+        import lmdb
+        raw = RawStore(env_dir)
+        self.meta = raw.meta
+        self.rows = raw.rows
+        self.data_keys = raw.data_keys
+        self.created = raw.created
+        self.rowids = raw.rowids
+        self.map_size = raw.map_size
+        env = lmdb.open(str(env_dir), max_dbs=8, readonly=True, lock=True, create=False)
+        try:
+            self.last_txnid = env.info()["last_txnid"]     # LMDB's own write-transaction counter
+            dbs = {n: env.open_db(n.encode()) for n in ("namespaces", "replay")}
+            with env.begin() as txn:
+                self.namespaces = {bytes(k): struct.unpack(">Q", bytes(v))[0]
+                                   for k, v in txn.cursor(db=dbs["namespaces"])}
+                self.replay = {struct.unpack(">Q", bytes(k))[0]: bytes(v)
+                               for k, v in txn.cursor(db=dbs["replay"])}
+        finally:
+            env.close()
+
+    meta_u64 = RawStore.meta_u64
+    last_epoch = RawStore.last_epoch
+    next_rowid = RawStore.next_rowid
+
+    @property
+    def store_id(self):
+        return self.meta[b"store_id"]
+
+    def created_named(self):
+        """The creation index as {(namespace bytes, rowid): key name bytes},
+        independent of the namespace ids this environment chose."""
+        names = {i: ns for ns, i in self.namespaces.items()}
+        out = {}
+        for k, v in self.created:
+            nsid, rowid = struct.unpack(">QQ", k)
+            out[(names.get(nsid, nsid), rowid)] = v
+        return out
+
+    def replay_keys(self, epoch):
+        """The encoded keys listed by the replay record of epoch."""
+        rec, out, i = self.replay[epoch], [], 0
+        while i + 2 <= len(rec):
+            n = (rec[i] << 8) | rec[i + 1]
+            out.append(rec[i + 2:i + 2 + n])
+            i += 2 + n
+        return out
+
+
+def raw_stores(*env_dirs, timeout=60):
+    """RawView of each env_dir, all read by one child process."""
+    import base64
+    import pickle
+    code = ("import sys, pickle, base64; sys.path.insert(0, %r); import conftest; "
+            "sys.stdout.write(base64.b64encode(pickle.dumps([conftest.RawView(d) for d in sys.argv[1:]])).decode())"
+            % HERE)
+    proc = subprocess.run([PYTHON, "-c", code] + [str(d) for d in env_dirs], capture_output=True, text=True,
+                          timeout=timeout, env=child_env())
+    if proc.returncode != 0:
+        raise AssertionError("reading %s with python3-lmdb failed:\n%s" % (env_dirs, proc.stderr))
+    return pickle.loads(base64.b64decode(proc.stdout))
+
+
+def raw_store(env_dir, timeout=60):
+    """RawView of env_dir, read by a child process."""
+    return raw_stores(env_dir, timeout=timeout)[0]
+
+
+def mdb_dump(env_dir, db="data"):
+    """Output of mdb_dump -p for one named database (db=None: all of them)."""
+    args = ["mdb_dump", "-p"] + (["-a"] if db is None else ["-s", db]) + [str(env_dir)]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0:
+        raise AssertionError("%s failed (rc=%d): %s" % (" ".join(args), proc.returncode, proc.stderr))
+    return proc.stdout
+
+
+def table_rows(con, table="kv"):
+    """Every row of a tierstore table: (pns, sns, key, value, rowid, epoch, tier), sorted."""
+    return sorted(con.execute(
+        'SELECT primary_namespace, secondary_namespace, key, value, rowid, epoch, tier FROM "%s"' % table
+    ).fetchall(), key=lambda r: r[:3])
+
+
 # ---------------------------------------------------------------------------
 # Fixtures
 
@@ -209,6 +310,29 @@ def run_py(ext):
 @pytest.fixture
 def lmdb_dump():
     return RawStore
+
+
+@pytest.fixture
+def tmpfs():
+    """tmpfs(dir, size="1m") mounts a tmpfs on dir; unmounted at teardown
+    (lazily when still busy).  Fails the test when mounting is impossible."""
+    mounted = []
+
+    def _mount(path, size="1m"):
+        path = str(path)
+        os.makedirs(path, exist_ok=True)
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s" % size, "tmpfs", path],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            pytest.fail("cannot mount a tmpfs on %s (needs root/CAP_SYS_ADMIN): %s"
+                        % (path, proc.stderr.strip()), pytrace=False)
+        mounted.append(path)
+        return path
+
+    yield _mount
+    for path in reversed(mounted):
+        if subprocess.run(["umount", path], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", path], capture_output=True)
 
 
 def pytest_report_header(config):

@@ -19,6 +19,7 @@
 #include "tierstore_int.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,7 +138,7 @@ static int ts_mirror_run(ts_env *backup, ts_mirror *m, ts_durability dur,
   int rc;
   m->err = &perr;
   ts_env_commit_lock(backup);
-  rc = ts_env_write(backup, dur, hint, ts_mirror_body, m, err);
+  rc = ts_env_write(backup, dur, hint, ts_mirror_body, NULL, m, err);
   ts_env_commit_unlock(backup);
   if (rc && perr.code) {
     /* the primary could not be read: report that instead */
@@ -151,6 +152,108 @@ static int ts_mirror_run(ts_env *backup, ts_mirror *m, ts_durability dur,
                ts_env_path(backup), msg + (strncmp(msg, "tierstore: ", 11) ? 0 : 11));
   }
   return rc;
+}
+
+/**************************************************************************
+** The concurrent backup write of one primary commit.  While the primary
+** commits (its page writes and flushes), a second thread applies the same
+** changes to the backup in a backup write transaction, and commits it only
+** once the primary's commit succeeded: the two writes overlap, and the
+** backup is still never ahead.  When the backup is not exactly one epoch
+** behind (it needs a catch-up) the thread does nothing and the caller runs
+** ts_mirror_commit after the primary's commit.
+*/
+#define TS_MIRROR_NOT_NEXT EALREADY   /* the fast path does not apply */
+
+/* The backup transaction of the concurrent write: this commit's changes
+** on top of the epoch before it, or nothing. */
+static int ts_pair_body(void *ctx, ts_wtxn *w) {
+  ts_mirror_pair *p = ctx;
+  uint64_t b;
+  int rc = ts_wtxn_meta_get(w, "last_epoch", &b);
+  if (rc) return rc;
+  if (b + 1 != p->epoch) return TS_MIRROR_NOT_NEXT;
+  for (size_t i = 0; i < p->n && !rc; i++) rc = ts_wtxn_change(w, &p->changes[i]);
+  if (!rc) rc = ts_wtxn_meta_put(w, "last_epoch", p->epoch);
+  if (!rc) rc = ts_mirror_next_rowid(w, p->next_rowid);
+  return rc;
+}
+
+/* Before the backup commits: wait for the primary's verdict. */
+static int ts_pair_wait(void *ctx) {
+  ts_mirror_pair *p = ctx;
+  int v;
+  pthread_mutex_lock(&p->mu);
+  while (!p->have_verdict) pthread_cond_wait(&p->cv, &p->mu);
+  v = p->verdict;
+  pthread_mutex_unlock(&p->mu);
+  return v ? ECANCELED : 0;
+}
+
+/* The second thread: the backup's write. */
+static void *ts_pair_thread(void *arg) {
+  ts_mirror_pair *p = arg;
+  ts_write_hooks hooks = {ts_pair_wait, NULL, p};
+  size_t bytes = 0;
+  for (size_t i = 0; i < p->n; i++) bytes += p->changes[i].nkey + p->changes[i].value.n + 32;
+  ts_env_commit_lock(p->backup);
+  p->rc = ts_env_write(p->backup, p->dur, bytes, ts_pair_body, &hooks, p, &p->err);
+  ts_env_commit_unlock(p->backup);
+  return NULL;
+}
+
+/* Start the backup's write of a commit whose changes are resolved and
+** whose primary commit is about to run. */
+int ts_mirror_pair_start(ts_mirror_pair *p, const ts_change *ch, size_t n,
+                         uint64_t epoch, uint64_t next_rowid) {
+  p->changes = ch;
+  p->n = n;
+  p->epoch = epoch;
+  p->next_rowid = next_rowid;
+  p->have_verdict = 0;
+  p->rc = TS_ERROR;
+  if (pthread_create(&p->thread, NULL, ts_pair_thread, p) != 0) return 0;  /* sync path later */
+  p->running = 1;
+  return 0;
+}
+
+/* Tell the backup's write how the primary's commit went (0: committed);
+** a failed attempt ends the thread (a retry starts another). */
+void ts_mirror_pair_verdict(ts_mirror_pair *p, int rc) {
+  if (!p->running) return;
+  pthread_mutex_lock(&p->mu);
+  p->verdict = rc;
+  p->have_verdict = 1;
+  pthread_cond_broadcast(&p->cv);
+  pthread_mutex_unlock(&p->mu);
+  if (rc) {
+    pthread_join(p->thread, NULL);
+    p->running = 0;
+  }
+}
+
+/* Wait for the backup's write: TS_OK when the backup took the commit. */
+int ts_mirror_pair_finish(ts_mirror_pair *p) {
+  if (!p->running) return TS_ERROR;
+  pthread_join(p->thread, NULL);
+  p->running = 0;
+  return p->rc;
+}
+
+void ts_mirror_pair_init(ts_mirror_pair *p, ts_env *backup, ts_durability dur) {
+  memset(p, 0, sizeof(*p));
+  p->backup = backup;
+  p->dur = dur;
+  pthread_mutex_init(&p->mu, NULL);
+  pthread_cond_init(&p->cv, NULL);
+}
+
+void ts_mirror_pair_free(ts_mirror_pair *p) {
+  if (p->running) {
+    ts_mirror_pair_verdict(p, ECANCELED);
+  }
+  pthread_mutex_destroy(&p->mu);
+  pthread_cond_destroy(&p->cv);
 }
 
 /* Mirror one primary commit into the backup (the primary committed it). */

@@ -232,8 +232,29 @@ static void ts_store_split(ts_store *st, const ts_delta *d, size_t *nprimary,
   }
 }
 
-/* Flush a frozen delta: primary (then backup), then the ephemeral tier,
-** under the primary's commit lock. */
+/* A primary commit with a backup: the backup's write runs in a second
+** thread while the primary commits (see ts_mirror_pair). */
+typedef struct ts_flush ts_flush;
+struct ts_flush {
+  ts_commit *c;
+  ts_mirror_pair pair;
+};
+
+/* Before the primary commits: start the backup's write. */
+static int ts_flush_before(void *ctx) {
+  ts_flush *f = ctx;
+  return ts_mirror_pair_start(&f->pair, f->c->changes, f->c->nchanges, f->c->epoch, f->c->next_rowid);
+}
+
+/* After the primary's commit: let the backup's write commit (or not). */
+static void ts_flush_after(void *ctx, int rc) {
+  ts_flush *f = ctx;
+  if (rc == 0) ts_fault_point("after-primary");
+  ts_mirror_pair_verdict(&f->pair, rc);
+}
+
+/* Flush a frozen delta: primary (with the backup's write beside it), then
+** the ephemeral tier, under the primary's commit lock. */
 int ts_store_flush(ts_store *st, const ts_delta *d, uint64_t *epoch,
                    ts_err *err) {
   ts_commit c;
@@ -249,6 +270,8 @@ int ts_store_flush(ts_store *st, const ts_delta *d, uint64_t *epoch,
   memset(&c, 0, sizeof(c));
   ts_env_commit_lock(st->primary);
   if (nprimary) {
+    ts_flush f;
+    ts_write_hooks hooks = {ts_flush_before, ts_flush_after, &f};
     c.d = d;
     c.router = st->mem ? st->router : NULL;
     c.fresh = fresh;
@@ -256,14 +279,22 @@ int ts_store_flush(ts_store *st, const ts_delta *d, uint64_t *epoch,
     c.durability = st->durability;
     c.journal = st->backup != NULL;
     c.backup_epoch = st->backup_epoch;
+    c.hooks = st->backup ? &hooks : NULL;
+    f.c = &c;
+    if (st->backup) ts_mirror_pair_init(&f.pair, st->backup, st->durability);
     rc = ts_env_commit(st->primary, &c, err);
     *epoch = c.epoch;
     base = c.base_rowid;
-    if (!rc && st->backup) {
-      ts_fault_point("after-primary");
-      brc = ts_mirror_commit(st->primary, st->backup, c.changes, c.nchanges, c.epoch, c.next_rowid,
-                             st->durability, &berr);
-      if (!brc) st->backup_epoch = c.epoch;
+    if (st->backup) {
+      brc = rc ? TS_OK : ts_mirror_pair_finish(&f.pair);
+      if (!rc && brc) {
+        /* the backup needed a catch-up, or failed: the full path, which
+        ** also words the error */
+        brc = ts_mirror_commit(st->primary, st->backup, c.changes, c.nchanges, c.epoch, c.next_rowid,
+                               st->durability, &berr);
+      }
+      if (!rc && !brc) st->backup_epoch = c.epoch;
+      ts_mirror_pair_free(&f.pair);
     }
   } else {
     rc = ts_env_reserve(st->primary, nfresh, epoch, &base, err);

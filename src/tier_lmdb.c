@@ -962,7 +962,8 @@ static size_t ts_grow_target(ts_env *env, size_t hint) {
 ** (LMDB 0.9 reads the sync flags from the environment, not the
 ** transaction; the commit lock keeps other writers of this process out). */
 int ts_env_write(ts_env *env, ts_durability dur, size_t grow_hint,
-                 ts_write_fn fn, void *ctx, ts_err *err) {
+                 ts_write_fn fn, const ts_write_hooks *hooks, void *ctx,
+                 ts_err *err) {
   int rc = 0;
   for (int attempt = 0; attempt < TS_GROW_ATTEMPTS; attempt++) {
     ts_wtxn w;
@@ -973,8 +974,10 @@ int ts_env_write(ts_env *env, ts_durability dur, size_t grow_hint,
     rc = mdb_txn_begin(env->mdb, NULL, 0, &w.txn);
     if (!rc) {
       rc = fn(ctx, &w);
+      if (!rc && hooks && hooks->before_commit) rc = hooks->before_commit(hooks->ctx);
       if (!rc) {
         rc = mdb_txn_commit(w.txn);
+        if (hooks && hooks->after_commit) hooks->after_commit(hooks->ctx, rc);
       } else {
         mdb_txn_abort(w.txn);
       }
@@ -1006,7 +1009,7 @@ int ts_env_write(ts_env *env, ts_durability dur, size_t grow_hint,
 int ts_env_commit(ts_env *env, ts_commit *c, ts_err *err) {
   int rc;
   c->base_rowid = ts_counters_take_rowids(env->counters, 0, c->nfresh);
-  rc = ts_env_write(env, c->durability, ts_delta_bytes(c->d), ts_commit_body, c, err);
+  rc = ts_env_write(env, c->durability, ts_delta_bytes(c->d), ts_commit_body, c->hooks, c, err);
   if (rc == TS_OK) ts_counters_publish_epoch(env->counters, c->epoch);
   free(c->extras);
   c->extras = NULL;

@@ -9,6 +9,7 @@
 #ifndef TIERSTORE_INT_H
 #define TIERSTORE_INT_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -400,8 +401,18 @@ void ts_env_commit_unlock(ts_env *env);
 ** again from scratch, so fn must only depend on its inputs. */
 typedef struct ts_wtxn ts_wtxn;
 typedef int (*ts_write_fn)(void *ctx, ts_wtxn *w);
+/* Optional hooks around the commit of each attempt: before_commit runs
+** after fn succeeded (non-zero aborts the attempt with that code);
+** after_commit gets mdb_txn_commit's result. */
+typedef struct ts_write_hooks ts_write_hooks;
+struct ts_write_hooks {
+  int (*before_commit)(void *ctx);
+  void (*after_commit)(void *ctx, int rc);
+  void *ctx;
+};
 int ts_env_write(ts_env *env, ts_durability dur, size_t grow_hint,
-                 ts_write_fn fn, void *ctx, ts_err *err);
+                 ts_write_fn fn, const ts_write_hooks *hooks, void *ctx,
+                 ts_err *err);
 /* Inside fn (each returns an LMDB code): */
 /* Apply a resolved change, keeping the namespace, creation and rowid
 ** indexes in step. */
@@ -430,6 +441,7 @@ struct ts_commit {
   size_t nfresh;
   ts_durability durability;
   int journal;               /* keep a replay record and return the changes */
+  const ts_write_hooks *hooks; /* around the commit (the backup's write) */
   uint64_t backup_epoch;     /* replay records up to this epoch may go */
   /* out */
   uint64_t epoch;            /* the commit's epoch */
@@ -481,6 +493,34 @@ int ts_mirror_catch_up(ts_env *primary, ts_env *backup, ts_durability dur,
                        int force, ts_err *err);
 /* The epoch an environment holds now. */
 int ts_mirror_epoch(ts_env *env, uint64_t *epoch, ts_err *err);
+
+/* The backup's write of one commit, run by a second thread while the
+** primary commits, committed only after the primary's commit succeeded. */
+typedef struct ts_mirror_pair ts_mirror_pair;
+struct ts_mirror_pair {
+  ts_env *backup;
+  ts_durability dur;
+  const ts_change *changes;
+  size_t n;
+  uint64_t epoch, next_rowid;
+  pthread_t thread;
+  int running;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int have_verdict, verdict;
+  int rc;                    /* TS_OK: the backup took the commit */
+  ts_err err;
+};
+void ts_mirror_pair_init(ts_mirror_pair *p, ts_env *backup, ts_durability dur);
+void ts_mirror_pair_free(ts_mirror_pair *p);
+/* Start it once the changes are resolved (before the primary's commit). */
+int ts_mirror_pair_start(ts_mirror_pair *p, const ts_change *ch, size_t n,
+                         uint64_t epoch, uint64_t next_rowid);
+/* The primary's commit result (0: committed). */
+void ts_mirror_pair_verdict(ts_mirror_pair *p, int rc);
+/* Join it: TS_OK when the backup took the commit, else the caller runs
+** ts_mirror_commit (catch-up, error report). */
+int ts_mirror_pair_finish(ts_mirror_pair *p);
 /* Compare identity, epochs and every key and value; the first difference
 ** fails with a message. */
 int ts_mirror_verify(ts_env *primary, ts_env *backup, ts_err *err);

@@ -221,6 +221,19 @@ static int ts_store_mem_changes(ts_store *st, const ts_delta *d,
   return TS_OK;
 }
 
+/* Commit the delta's ephemeral entries to the ephemeral tier. */
+static int ts_store_mem_publish(ts_store *st, const ts_delta *d,
+                                const uint64_t *fresh, size_t nfresh,
+                                uint64_t epoch, uint64_t base, ts_err *err) {
+  ts_change *mch = NULL;
+  size_t nmch = 0;
+  int rc = ts_store_mem_changes(st, d, fresh, nfresh, epoch, base, &mch, &nmch);
+  if (rc) rc = ts_err_set(err, TS_NOMEM, "out of memory at commit");
+  if (!rc && nmch) rc = ts_mem_apply(st->mem, mch, nmch, err);
+  free(mch);
+  return rc;
+}
+
 /* Count the delta's entries per tier. */
 static void ts_store_split(ts_store *st, const ts_delta *d, size_t *nprimary,
                            size_t *neph) {
@@ -259,8 +272,7 @@ int ts_store_flush(ts_store *st, const ts_delta *d, uint64_t *epoch,
                    ts_err *err) {
   ts_commit c;
   uint64_t *fresh = NULL, base = 0;
-  ts_change *mch = NULL;
-  size_t nfresh = 0, nprimary, neph, nmch = 0;
+  size_t nfresh = 0, nprimary, neph;
   int rc, brc = TS_OK;
   ts_err berr = {0, {0}};
   *epoch = 0;
@@ -269,6 +281,7 @@ int ts_store_flush(ts_store *st, const ts_delta *d, uint64_t *epoch,
   if (ts_delta_fresh_rowids(d, &fresh, &nfresh)) return ts_err_set(err, TS_NOMEM, "out of memory at commit");
   memset(&c, 0, sizeof(c));
   ts_env_commit_lock(st->primary);
+  if (nprimary && neph) ts_env_view_lock(st->primary, 1);
   if (nprimary) {
     ts_flush f;
     ts_write_hooks hooks = {ts_flush_before, ts_flush_after, &f};
@@ -285,6 +298,9 @@ int ts_store_flush(ts_store *st, const ts_delta *d, uint64_t *epoch,
     rc = ts_env_commit(st->primary, &c, err);
     *epoch = c.epoch;
     base = c.base_rowid;
+    /* the ephemeral half right after the primary's, before the backup */
+    if (!rc && neph) rc = ts_store_mem_publish(st, d, fresh, nfresh, *epoch, base, err);
+    if (neph) ts_env_view_unlock(st->primary);
     if (st->backup) {
       brc = rc ? TS_OK : ts_mirror_pair_finish(&f.pair);
       if (!rc && brc) {
@@ -298,12 +314,9 @@ int ts_store_flush(ts_store *st, const ts_delta *d, uint64_t *epoch,
     }
   } else {
     rc = ts_env_reserve(st->primary, nfresh, epoch, &base, err);
+    if (!rc && neph) rc = ts_store_mem_publish(st, d, fresh, nfresh, *epoch, base, err);
   }
-  if (!rc && neph) rc = ts_store_mem_changes(st, d, fresh, nfresh, *epoch, base, &mch, &nmch);
-  if (rc == TS_NOMEM) rc = ts_err_set(err, TS_NOMEM, "out of memory at commit");
-  if (!rc && nmch) rc = ts_mem_apply(st->mem, mch, nmch, err);
   ts_env_commit_unlock(st->primary);
-  free(mch);
   free(c.changes);
   free(fresh);
   if (!rc && brc) {
@@ -915,10 +928,12 @@ int ts_cursor_begin(ts_cursor *c, const ts_scan *plan, ts_err *err) {
   int rc = TS_OK;
   ts_cursor_copy_plan(c, plan);
   if (!c->snap_live) {
+    if (c->st->mem) ts_env_view_lock(env, 0);   /* both snapshots of one state */
     rc = ts_snap_begin(&c->snap, env, err);
+    if (!rc && c->st->mem) c->msnap = ts_mem_snapshot(c->st->mem);
+    if (c->st->mem) ts_env_view_unlock(env);
     if (rc) return rc;
     c->snap_live = 1;
-    if (c->st->mem) c->msnap = ts_mem_snapshot(c->st->mem);
   }
   ts_env_read_lock(env);
   ts_cursor_drop_lc(c);

@@ -36,6 +36,7 @@ struct ts_env {
   MDB_dbi dbi_meta, dbi_data, dbi_namespaces, dbi_created, dbi_rowids, dbi_replay;
   unsigned char store_id[TS_STORE_ID_BYTES];
   pthread_rwlock_t map_lock;
+  pthread_rwlock_t view_lock;   /* a commit to both tiers vs. a view of both */
   pthread_mutex_t write_mutex;
   uint64_t map_gen;             /* read and written under map_lock */
   struct ts_made *made;         /* what opening it created, or NULL */
@@ -102,11 +103,12 @@ static int ts_meta_put_u64(MDB_txn *txn, const ts_env *env, const char *name,
 
 /* Open the named databases and create the metadata of a new store, or
 ** check the format version and read the identity of an existing one. */
-static int ts_env_init_layout(ts_env *env, const unsigned char *identity, ts_err *err) {
+static int ts_env_init_layout_once(ts_env *env, const unsigned char *identity, ts_err *err) {
   MDB_txn *txn = NULL;
   uint64_t version = 0;
   int found = 0;
   int rc = mdb_txn_begin(env->mdb, NULL, 0, &txn);
+  if (rc == MDB_MAP_RESIZED) return rc;
   if (rc) return ts_env_fail(env, rc, "opening the environment", err);
   if (!rc) rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &env->dbi_meta);
   if (!rc) rc = mdb_dbi_open(txn, "data", MDB_CREATE, &env->dbi_data);
@@ -153,12 +155,25 @@ static int ts_env_init_layout(ts_env *env, const unsigned char *identity, ts_err
   return TS_OK;
 }
 
+/* Open the layout; when another process grew the map meanwhile, adopt
+** its size and try again (nothing else of this environment runs yet). */
+static int ts_env_init_layout(ts_env *env, const unsigned char *identity, ts_err *err) {
+  for (int attempt = 0; attempt < TS_GROW_ATTEMPTS; attempt++) {
+    int rc = ts_env_init_layout_once(env, identity, err);
+    if (rc != MDB_MAP_RESIZED) return rc;
+    rc = mdb_env_set_mapsize(env->mdb, 0);
+    if (rc) return ts_env_fail(env, rc, "adopting the grown map size", err);
+  }
+  return ts_err_set(err, TS_IOERR, "LMDB environment '%s' kept resizing", env->path);
+}
+
 /* Free an environment handle that is not (or no longer) in the registry. */
 static void ts_env_destroy(ts_env *env) {
   free(env->made);
   ts_counters_close(env->counters, env->counters_shared);
   if (env->mdb) mdb_env_close(env->mdb);
   pthread_rwlock_destroy(&env->map_lock);
+  pthread_rwlock_destroy(&env->view_lock);
   pthread_mutex_destroy(&env->write_mutex);
   free(env->path);
   free(env);
@@ -178,6 +193,7 @@ static int ts_env_create(const char *path, const struct stat *st,
   env->dev = st->st_dev;
   env->ino = st->st_ino;
   pthread_rwlock_init(&env->map_lock, NULL);
+  pthread_rwlock_init(&env->view_lock, NULL);
   pthread_mutex_init(&env->write_mutex, NULL);
   if (map_size < TS_MIN_MAP_SIZE) map_size = TS_MIN_MAP_SIZE;
   rc = mdb_env_create(&env->mdb);
@@ -361,6 +377,16 @@ void ts_env_close(ts_env *env) {
 const char *ts_env_path(const ts_env *env) { return env->path; }
 const unsigned char *ts_env_store_id(const ts_env *env) { return env->store_id; }
 ts_mem *ts_env_mem(const ts_env *env) { return ts_mem_for_env((uint64_t)env->dev, (uint64_t)env->ino); }
+
+/* A commit that writes both this environment and its ephemeral tier holds
+** the view lock exclusively from before its LMDB commit until its ephemeral
+** rows are published; a reader takes its two snapshots under it shared, so
+** it never sees one half of such a commit. */
+void ts_env_view_lock(ts_env *env, int exclusive) {
+  if (exclusive) pthread_rwlock_wrlock(&env->view_lock);
+  else pthread_rwlock_rdlock(&env->view_lock);
+}
+void ts_env_view_unlock(ts_env *env) { pthread_rwlock_unlock(&env->view_lock); }
 
 /* Shared hold on mapped memory. */
 void ts_env_read_lock(ts_env *env) { pthread_rwlock_rdlock(&env->map_lock); }

@@ -317,6 +317,12 @@ const unsigned char *ts_env_store_id(const ts_env *env);
 /* The ephemeral tier beside this environment in this process. */
 ts_mem *ts_env_mem(const ts_env *env);
 
+/* The view lock: a commit writing both tiers takes it exclusively around
+** its two publications; a reader takes it shared around its two snapshots.
+** Taken before any other lock of the environment. */
+void ts_env_view_lock(ts_env *env, int exclusive);
+void ts_env_view_unlock(ts_env *env);
+
 /* Shared access to mapped memory (see above). */
 void ts_env_read_lock(ts_env *env);
 void ts_env_read_unlock(ts_env *env);

@@ -17,6 +17,7 @@
 #include "tierstore_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,7 @@ struct ts_env {
 static pthread_mutex_t ts_registry_mutex = PTHREAD_MUTEX_INITIALIZER;
 static ts_env *ts_registry = NULL;
 
+#define TS_PATH_MAX 4096       /* longest environment path handled */
 #define TS_RECORD_HEADER 17     /* rowid(8) epoch(8) type(1) */
 #define TS_GROW_ATTEMPTS 40
 
@@ -179,6 +181,65 @@ static void ts_env_destroy(ts_env *env) {
   free(env);
 }
 
+/* Offsets in an LMDB 0.9 meta page (page header 16 bytes, then MDB_meta:
+** magic u32, version u32, address, mapsize, two MDB_db of 48 bytes whose
+** first (the free list's) md_pad holds the page size, last_pg, txnid). */
+#define TS_META_MAGIC_OFF   16
+#define TS_META_PSIZE_OFF   40
+#define TS_META_LASTPG_OFF  136
+#define TS_META_TXNID_OFF   144
+#define TS_META_LEN         152
+#define TS_MDB_MAGIC        0xBEEFC0DEu
+
+/* Check an existing data.mdb's meta pages before LMDB maps it: LMDB 0.9
+** trusts them and would divide by a zero page size or touch pages past the
+** end of a truncated file (SIGFPE, SIGBUS) instead of failing. */
+static int ts_env_precheck(const char *path, ts_err *err) {
+  char file[TS_PATH_MAX + 16];
+  unsigned char m[2][TS_META_LEN];
+  uint64_t need = 0, best_txn = 0;
+  struct stat st;
+  int fd, good = 0;
+  snprintf(file, sizeof(file), "%s/data.mdb", path);
+  fd = open(file, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return TS_OK;                 /* a new environment */
+  if (fstat(fd, &st) != 0 || st.st_size == 0) {
+    close(fd);
+    return TS_OK;
+  }
+  for (int i = 0; i < 2; i++) {
+    uint32_t magic, psize;
+    uint64_t lastpg, txnid;
+    off_t at = 0;
+    if (i == 1) {
+      memcpy(&psize, m[0] + TS_META_PSIZE_OFF, 4);
+      at = psize;
+    }
+    if (pread(fd, m[i], TS_META_LEN, at) != TS_META_LEN) break;
+    memcpy(&magic, m[i] + TS_META_MAGIC_OFF, 4);
+    memcpy(&psize, m[i] + TS_META_PSIZE_OFF, 4);
+    memcpy(&lastpg, m[i] + TS_META_LASTPG_OFF, 8);
+    memcpy(&txnid, m[i] + TS_META_TXNID_OFF, 8);
+    if (magic != TS_MDB_MAGIC || psize < 512 || psize > 65536 || (psize & (psize - 1))) break;
+    good++;
+    if (txnid >= best_txn) {
+      best_txn = txnid;
+      need = (lastpg + 1) * (uint64_t)psize;
+    }
+  }
+  close(fd);
+  if (good == 0) {
+    return ts_err_set(err, TS_CORRUPT, "cannot open LMDB environment '%s': %s", path,
+                      mdb_strerror(MDB_INVALID));
+  }
+  if ((uint64_t)st.st_size < need) {
+    return ts_err_set(err, TS_CORRUPT,
+                      "LMDB environment '%s' is damaged: data.mdb is %llu bytes, its last page ends at %llu",
+                      path, (unsigned long long)st.st_size, (unsigned long long)need);
+  }
+  return TS_OK;
+}
+
 /* Create and open a new environment handle for path. */
 static int ts_env_create(const char *path, const struct stat *st,
                          size_t map_size, const unsigned char *identity,
@@ -196,6 +257,11 @@ static int ts_env_create(const char *path, const struct stat *st,
   pthread_rwlock_init(&env->view_lock, NULL);
   pthread_mutex_init(&env->write_mutex, NULL);
   if (map_size < TS_MIN_MAP_SIZE) map_size = TS_MIN_MAP_SIZE;
+  rc = ts_env_precheck(path, err);
+  if (rc) {
+    ts_env_destroy(env);
+    return rc;
+  }
   rc = mdb_env_create(&env->mdb);
   if (!rc) rc = mdb_env_set_maxdbs(env->mdb, 8);
   if (!rc) rc = mdb_env_set_maxreaders(env->mdb, TS_MAX_READERS);
@@ -225,7 +291,6 @@ static int ts_env_create(const char *path, const struct stat *st,
 
 /* What opening an environment created on disk, so that a failed open
 ** can take exactly that away again (a rejected table leaves nothing). */
-#define TS_PATH_MAX 4096
 #define TS_MADE_MAX 64
 typedef struct ts_made ts_made;
 struct ts_made {
@@ -990,7 +1055,13 @@ static size_t ts_grow_target(ts_env *env, size_t hint) {
 int ts_env_write(ts_env *env, ts_durability dur, size_t grow_hint,
                  ts_write_fn fn, const ts_write_hooks *hooks, void *ctx,
                  ts_err *err) {
+  struct stat st;
+  mdb_filehandle_t fd;
   int rc = 0;
+  /* LMDB would go on writing into a data.mdb that was unlinked */
+  if (mdb_env_get_fd(env->mdb, &fd) == 0 && fstat(fd, &st) == 0 && st.st_nlink == 0) {
+    return ts_err_set(err, TS_CANTOPEN, "LMDB environment '%s' was removed from disk", env->path);
+  }
   for (int attempt = 0; attempt < TS_GROW_ATTEMPTS; attempt++) {
     ts_wtxn w;
     memset(&w, 0, sizeof(w));

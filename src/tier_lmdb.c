@@ -389,14 +389,15 @@ int ts_env_open_id(const char *path, size_t map_size,
       ts_registry = env;
     }
   }
+  if (rc == TS_OK && env->refs == 1 && !env->made &&
+      (made.ndirs || !made.had_lock || !made.had_data || !made.had_counters)) {
+    env->made = malloc(sizeof(made));   /* for ts_env_discard */
+    if (env->made) *env->made = made;
+  }
   pthread_mutex_unlock(&ts_registry_mutex);
   if (rc != TS_OK) {
     ts_dir_unmake(&made);
     return rc;
-  }
-  if (env->refs == 1 && !env->made && (made.ndirs || !made.had_lock || !made.had_data || !made.had_counters)) {
-    env->made = malloc(sizeof(made));   /* for ts_env_discard */
-    if (env->made) *env->made = made;
   }
   *out = env;
   return TS_OK;
@@ -1048,6 +1049,17 @@ static size_t ts_grow_target(ts_env *env, size_t hint) {
   return (want + ((size_t)1 << 20) - 1) & ~(((size_t)1 << 20) - 1);
 }
 
+/* Set or clear MDB_NOMETASYNC.  LMDB 0.9 reads the sync flags from the
+** environment, not the transaction, and every transaction reads that
+** field: the change happens with the map lock held exclusively, so no
+** thread of this process is inside LMDB on this environment meanwhile
+** (the commit lock keeps other writers out for the whole commit). */
+static void ts_env_sync_flags(ts_env *env, int nometasync) {
+  pthread_rwlock_wrlock(&env->map_lock);
+  mdb_env_set_flags(env->mdb, MDB_NOMETASYNC, nometasync);
+  pthread_rwlock_unlock(&env->map_lock);
+}
+
 /* Run fn in a write transaction; grow and run again on map full.  The
 ** 'written' level sets MDB_NOMETASYNC on the environment around the commit
 ** (LMDB 0.9 reads the sync flags from the environment, not the
@@ -1066,8 +1078,8 @@ int ts_env_write(ts_env *env, ts_durability dur, size_t grow_hint,
     ts_wtxn w;
     memset(&w, 0, sizeof(w));
     w.env = env;
+    if (dur != TS_DURABLE) ts_env_sync_flags(env, 1);
     ts_env_read_lock(env);
-    if (dur != TS_DURABLE) mdb_env_set_flags(env->mdb, MDB_NOMETASYNC, 1);
     rc = mdb_txn_begin(env->mdb, NULL, 0, &w.txn);
     if (!rc) {
       rc = fn(ctx, &w);
@@ -1079,8 +1091,8 @@ int ts_env_write(ts_env *env, ts_durability dur, size_t grow_hint,
         mdb_txn_abort(w.txn);
       }
     }
-    if (dur != TS_DURABLE) mdb_env_set_flags(env->mdb, MDB_NOMETASYNC, 0);
     ts_env_read_unlock(env);
+    if (dur != TS_DURABLE) ts_env_sync_flags(env, 0);
     if (rc == MDB_MAP_RESIZED) {
       rc = ts_env_remap(env, 0);
       if (rc) break;

@@ -507,15 +507,24 @@ int ts_snap_begin(ts_snap *s, ts_env *env, ts_err *err) {
   return ts_err_set(err, TS_IOERR, "LMDB environment '%s' kept resizing", env->path);
 }
 
-/* End the snapshot (reset: the handle is kept for renew). */
+/* End the snapshot (reset: the handle is kept for renew).  Called without
+** the read lock, which it takes: LMDB reads the environment's flags. */
 void ts_snap_end(ts_snap *s) {
-  if (s->txn && s->live) mdb_txn_reset(s->txn);
+  if (s->txn && s->live) {
+    ts_env_read_lock(s->env);
+    mdb_txn_reset(s->txn);
+    ts_env_read_unlock(s->env);
+  }
   s->live = 0;
 }
 
-/* Release the snapshot's transaction handle. */
+/* Release the snapshot's transaction handle (without the read lock). */
 void ts_snap_free(ts_snap *s) {
-  if (s->txn) mdb_txn_abort(s->txn);
+  if (s->txn) {
+    ts_env_read_lock(s->env);
+    mdb_txn_abort(s->txn);
+    ts_env_read_unlock(s->env);
+  }
   s->txn = NULL;
   s->live = 0;
 }

@@ -1,0 +1,176 @@
+"""One process of the concurrency test (test_concurrency.py).
+
+    stress_worker.py PROC PRIMARY BACKUP SECONDS THREADS START
+
+Waits for the file START, then runs THREADS threads for SECONDS seconds.
+Each thread opens its own connection (an in-memory database declaring the
+table on PRIMARY + BACKUP, with ephemeral rules 'eph, mix/e'; thread 0 uses
+durability 'durable', the others 'written') and alternates at random
+between write transactions and reads.
+
+Write transactions (each writes all NKEYS keys of one group with one marker
+in NKEYS statements, or deletes the group with one statement):
+  grp   ('grp', 'gG', 'kJ')                durable, shared by all processes;
+        also inserts a log key ('log', 'pPtT', 'nNNNNNN') whose epoch, read
+        back after COMMIT, is reported
+  eph   ('eph', 'gG', 'kJ')                ephemeral (this process's tier)
+  mix   ('mix', 'd', 'pPgGkJ') and ('mix', 'e', 'pPgGkJ')
+        one transaction over both tiers: half durable, half ephemeral
+Reads (one SELECT each) and their invariants:
+  - a listing of 'grp', 'eph' or this process's 'mix' keys shows every
+    group whole or absent: all its keys, one marker, one epoch;
+  - a point read of one key, and every key of a listing: per key, the epoch
+    never goes below what this thread saw before.
+
+Prints one JSON object: operation counts, the violations by kind (with a
+few examples each), and the durable commits [group, marker, epoch, op] (op: put, del, or nop for a
+DELETE that found no row).
+"""
+import json
+import os
+import random
+import sys
+import threading
+import time
+import traceback
+
+from crashlib import connect, table_sql
+
+NKEYS = 4
+GROUPS = 6
+
+
+def main():
+    proc, primary, backup, seconds, nthreads, start = sys.argv[1:7]
+    proc, seconds, nthreads = int(proc), float(seconds), int(nthreads)
+    lock = threading.Lock()
+    result = {"proc": proc, "writes": 0, "reads": 0, "rows_read": 0, "violations": {}, "commits": [],
+              "kinds": {}}
+
+    def violation(kind, detail):
+        with lock:
+            v = result["violations"].setdefault(kind, {"count": 0, "examples": []})
+            v["count"] += 1
+            if len(v["examples"]) < 3:
+                v["examples"].append(detail)
+
+    def worker(t):
+        rng = random.Random(proc * 1000 + t)
+        seen = {}                      # key -> newest epoch this thread saw
+        commits, kinds = [], {}
+        writes = reads = rows_read = 0
+        try:
+            con = connect(":memory:", table_sql(primary=primary, backup=backup, ephemeral="eph, mix/e",
+                                                durability="durable" if t == 0 else "written"))
+            me = "p%dt%d" % (proc, t)
+            n = 0
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                if rng.random() < 0.45:
+                    kind = rng.choice(("grp", "grp", "eph", "mix"))
+                    g = rng.randrange(GROUPS)
+                    marker = "%s-n%d" % (me, n)
+                    delete = rng.random() < 0.1
+                    con.execute("BEGIN")
+                    if delete:
+                        # one statement, so one snapshot: it deletes the
+                        # whole group or nothing (statements of one
+                        # transaction may see different snapshots)
+                        if kind == "mix":
+                            cur = con.execute("DELETE FROM kv WHERE primary_namespace='mix' AND key >= ? "
+                                              "AND key < ?", ("p%dg%dk" % (proc, g), "p%dg%dl" % (proc, g)))
+                        else:
+                            cur = con.execute("DELETE FROM kv WHERE primary_namespace=? AND secondary_namespace=?",
+                                              (kind, "g%d" % g))
+                        if cur.rowcount not in (0, NKEYS):
+                            violation("partial transaction" if kind != "mix" else "partial transaction across tiers",
+                                      "a DELETE of group %s %d removed %d keys" % (kind, g, cur.rowcount))
+                        op = "del" if cur.rowcount else "nop"
+                    else:
+                        op = "put"
+                        for j in range(NKEYS):
+                            if kind == "mix":
+                                name = ("mix", "d" if j % 2 == 0 else "e", "p%dg%dk%d" % (proc, g, j))
+                            else:
+                                name = (kind, "g%d" % g, "k%d" % j)
+                            con.execute("REPLACE INTO kv VALUES (?, ?, ?, ?)", name + (marker,))
+                    if kind == "grp":
+                        con.execute("INSERT INTO kv VALUES ('log', ?, ?, ?)", (me, "n%06d" % n, marker))
+                    con.execute("COMMIT")
+                    if kind == "grp":
+                        e = con.execute("SELECT epoch FROM kv WHERE primary_namespace='log' AND "
+                                        "secondary_namespace=? AND key=?", (me, "n%06d" % n)).fetchone()[0]
+                        commits.append(["g%d" % g, marker, e, op])
+                    kinds[kind] = kinds.get(kind, 0) + 1
+                    n += 1
+                    writes += 1
+                    continue
+                what = rng.choice(("grp", "eph", "mix", "point"))
+                if what == "point":
+                    kind = rng.choice(("grp", "eph"))
+                    name = (kind, "g%d" % rng.randrange(GROUPS), "k%d" % rng.randrange(NKEYS))
+                    rows = [name + r for r in con.execute(
+                        "SELECT value, epoch FROM kv WHERE primary_namespace=? AND secondary_namespace=? "
+                        "AND key=?", name).fetchall()]
+                elif what == "mix":
+                    rows = [("mix",) + r for r in con.execute(
+                        "SELECT secondary_namespace, key, value, epoch FROM kv WHERE primary_namespace='mix' "
+                        "AND key >= ? AND key < ?", ("p%dg" % proc, "p%dh" % proc)).fetchall()]
+                else:
+                    rows = [(what,) + r for r in con.execute(
+                        "SELECT secondary_namespace, key, value, epoch FROM kv WHERE primary_namespace=?",
+                        (what,)).fetchall()]
+                reads += 1
+                rows_read += len(rows)
+                check(rows, what, seen, violation)
+        except Exception:
+            violation("error", traceback.format_exc()[-1500:])
+        with lock:
+            result["writes"] += writes
+            result["reads"] += reads
+            result["rows_read"] += rows_read
+            result["commits"] += commits
+            for k, v in kinds.items():
+                result["kinds"][k] = result["kinds"].get(k, 0) + v
+
+    while not os.path.exists(start):
+        time.sleep(0.005)
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(nthreads)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    print(json.dumps(result))
+
+
+def group_of(row):
+    """The group a row belongs to: (pns, group name)."""
+    pns, sns, key = row[:3]
+    if pns == "mix":
+        return ("mix", key[:key.index("k")])
+    return (pns, sns)
+
+
+def check(rows, what, seen, violation):
+    # per key, epochs never go back
+    for r in rows:
+        key, epoch = r[:3], r[4]
+        if epoch < seen.get(key, 0):
+            violation("epoch went back", "%r: epoch %d after %d (%s read)" % (key, epoch, seen[key], what))
+        seen[key] = epoch
+    if what == "point":
+        return
+    # every group whole or absent, one marker, one epoch
+    groups = {}
+    for r in rows:
+        groups.setdefault(group_of(r), []).append(r)
+    for g, rs in groups.items():
+        markers = {r[3] for r in rs}
+        epochs = {r[4] for r in rs}
+        if len(rs) != NKEYS or len(markers) != 1 or len(epochs) != 1:
+            kind = "partial transaction across tiers" if g[0] == "mix" else "partial transaction"
+            violation(kind, "%s %s: %r" % (what, g[1], sorted((r[1], r[2], r[3], r[4]) for r in rs)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""Concurrency (issue 4, item 5): several processes, each with several
+threads and one connection per thread, write and read one primary + backup
+store with ephemeral rules for a bounded time, with invariants checked all
+along (stress_worker.py describes the workload and the readers' checks):
+
+  - a reader's single SELECT never sees part of a transaction: every group
+    of keys written by one transaction is whole or absent, with one marker
+    and one epoch; the same for transactions spanning the primary and the
+    ephemeral tier;
+  - per key, epochs never go backwards across a thread's successive reads;
+  - meanwhile this process reads the primary and the backup with
+    python3-lmdb: the primary's last_epoch never goes back, its groups are
+    whole, and the backup is never ahead of the primary;
+and at the end:
+  - `verify` passes, and the primary and the backup are identical (raw
+    comparison of every row and the metadata), with consistent indexes;
+  - every durable commit a worker reported is in the primary with the epoch
+    it was given, epochs are unique, and each shared group holds the newest
+    commit's marker (or is absent when that commit deleted it).
+
+Size: TIERSTORE_STRESS_SECONDS (default 20), TIERSTORE_STRESS_PROCS (3),
+TIERSTORE_STRESS_THREADS (3).
+"""
+import json
+import os
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from crashlib import PYTHON, Raw, child_env, env_number, table_sql  # noqa: E402
+
+WORKER = os.path.join(HERE, "stress_worker.py")
+NKEYS = 4
+GROUPS = 6
+
+VERIFY = '''
+import sys
+from crashlib import connect
+con = connect(":memory:", sys.argv[1])
+con.execute("INSERT INTO kv(kv) VALUES ('verify')")
+print(con.execute("SELECT count(*) FROM kv WHERE primary_namespace='grp'").fetchone()[0])
+'''
+
+
+def run_child(code, *args, timeout=120):
+    p = subprocess.run([PYTHON, "-c", code] + [str(a) for a in args], env=child_env(), cwd=HERE,
+                       capture_output=True, text=True, timeout=timeout)
+    assert p.returncode == 0, "child failed:\n%s\n%s" % (p.stdout, p.stderr)
+    return p.stdout
+
+
+class RawWatcher(threading.Thread):
+    """Reads the primary and the backup with python3-lmdb while the workers
+    run (this process never loads the extension)."""
+
+    def __init__(self, primary, backup, stop):
+        super().__init__(daemon=True)
+        self.primary, self.backup, self.stop = primary, backup, stop
+        self.errors, self.reads = [], 0
+
+    def run(self):
+        import lmdb
+        envs = {}
+
+        def env(path):
+            if path not in envs:
+                e = lmdb.open(path, max_dbs=8, readonly=True, lock=True, create=False)
+                envs[path] = (e, e.open_db(b"meta", create=False), e.open_db(b"data", create=False))
+            return envs[path]
+
+        def reopen(path):
+            envs.pop(path)[0].close()
+
+        last = 0
+        try:
+            while not self.stop.is_set():
+                try:
+                    b_env, b_meta, _ = env(self.backup)
+                    with b_env.begin() as txn:
+                        b_epoch = struct.unpack(">Q", txn.get(b"last_epoch", db=b_meta))[0]
+                except lmdb.MapResizedError:
+                    reopen(self.backup)
+                    continue
+                try:
+                    p_env, p_meta, p_data = env(self.primary)
+                    with p_env.begin() as txn:
+                        p_epoch = struct.unpack(">Q", txn.get(b"last_epoch", db=p_meta))[0]
+                        groups = {}
+                        cur = txn.cursor(db=p_data)
+                        if cur.set_range(b"grp\0"):
+                            for k, v in cur:
+                                if not k.startswith(b"grp\0"):
+                                    break
+                                _, g, _ = k.split(b"\0")
+                                rowid, epoch = struct.unpack(">QQ", v[:16])
+                                groups.setdefault(g, []).append((epoch, bytes(v[17:])))
+                except lmdb.MapResizedError:
+                    reopen(self.primary)
+                    continue
+                self.reads += 1
+                if p_epoch < last:
+                    self.errors.append("primary last_epoch went back from %d to %d" % (last, p_epoch))
+                last = p_epoch
+                if b_epoch > p_epoch:
+                    self.errors.append("backup at epoch %d ahead of the primary's %d (read after it)"
+                                       % (b_epoch, p_epoch))
+                for g, rs in groups.items():
+                    if len(rs) != NKEYS or len(set(rs)) != 1:
+                        self.errors.append("raw primary: group %s is partial: %r" % (g, rs))
+                if len(self.errors) > 20:
+                    break
+                time.sleep(0.002)
+        except Exception as e:       # reported by the test
+            self.errors.append("raw watcher failed: %r" % (e,))
+        finally:
+            for e, _, _ in envs.values():
+                e.close()
+
+
+def test_concurrent_processes_threads_and_connections(tmp_path, capsys):
+    seconds = env_number("TIERSTORE_STRESS_SECONDS", 20.0, float)
+    nprocs = env_number("TIERSTORE_STRESS_PROCS", 3)
+    nthreads = env_number("TIERSTORE_STRESS_THREADS", 3)
+    primary, backup = str(tmp_path / "primary"), str(tmp_path / "backup")
+    table = table_sql(primary=primary, backup=backup, ephemeral="eph, mix/e")
+    run_child(VERIFY, table)                          # creates both environments
+    start = tmp_path / "start"
+    procs = [subprocess.Popen([PYTHON, WORKER, str(i), primary, backup, str(seconds), str(nthreads), str(start)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env(), cwd=HERE,
+                              text=True)
+             for i in range(nprocs)]
+    stop = threading.Event()
+    watcher = RawWatcher(primary, backup, stop)
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    start.touch()
+    watcher.start()
+    results = []
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=seconds + 120)
+            assert p.returncode == 0, "worker failed (rc=%d):\n%s" % (p.returncode, err[-3000:])
+            results.append(json.loads(out))
+    finally:
+        stop.set()
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+        watcher.join(timeout=30)
+    elapsed = time.monotonic() - t0
+
+    writes = sum(r["writes"] for r in results)
+    reads = sum(r["reads"] for r in results)
+    kinds = {}
+    for r in results:
+        for k, v in r["kinds"].items():
+            kinds[k] = kinds.get(k, 0) + v
+    violations = {}
+    for r in results:
+        for kind, v in r["violations"].items():
+            agg = violations.setdefault(kind, {"count": 0, "examples": []})
+            agg["count"] += v["count"]
+            agg["examples"] += ["proc %d: %s" % (r["proc"], x) for x in v["examples"]][:3 - len(agg["examples"])]
+
+    # the end state
+    count = int(run_child(VERIFY, table).strip())      # verify passes (or raises)
+    P, B = Raw(primary), Raw(backup)
+    problems = []
+    if B.last_epoch != P.last_epoch:
+        problems.append("backup at epoch %d, primary at %d" % (B.last_epoch, P.last_epoch))
+    if B.rows != P.rows:
+        diff = sorted(set(B.rows.items()) ^ set(P.rows.items()))[:5]
+        problems.append("primary and backup rows differ: %r" % (diff,))
+    problems += ["primary: " + p for p in P.index_problems()] + ["backup: " + p for p in B.index_problems()]
+    if any(k[0] in ("eph",) or (k[0] == "mix" and k[1] == "e") for k in P.rows):
+        problems.append("ephemeral keys reached the primary")
+    commits = sorted((c for r in results for c in r["commits"]), key=lambda c: c[2])
+    epochs = [c[2] for c in commits]
+    if len(set(epochs)) != len(epochs):
+        problems.append("two durable commits share an epoch")
+    for g, marker, epoch, op in commits:
+        me, n = marker.rsplit("-n", 1)
+        got = P.rows.get(("log", me, "n%06d" % int(n)))
+        if got is None or got[1] != epoch:
+            problems.append("commit %s (epoch %d) is not in the primary as reported: %r" % (marker, epoch, got))
+    newest = {}
+    for g, marker, epoch, op in commits:
+        if op != "nop":
+            newest[g] = (marker, epoch, op)
+    for g in sorted(newest):
+        marker, epoch, op = newest[g]
+        rows = {k: v for k, v in P.rows.items() if k[0] == "grp" and k[1] == g}
+        want = {} if op == "del" else {("grp", g, "k%d" % j): (epoch, marker) for j in range(NKEYS)}
+        if {k: (v[1], v[2]) for k, v in rows.items()} != want:
+            problems.append("group %s: %r, the newest commit (epoch %d) %s %s" % (
+                g, sorted((k[2], v[1], v[2]) for k, v in rows.items()), epoch,
+                "deleted it" if op == "del" else "wrote", marker))
+    if count != sum(1 for k in P.rows if k[0] == "grp"):
+        problems.append("SQL counts %d 'grp' rows, the primary holds %d" % (
+            count, sum(1 for k in P.rows if k[0] == "grp")))
+
+    with capsys.disabled():
+        print("\nconcurrency: %d processes x %d threads (one connection each), %.1f s: %d operations "
+              "(%d write transactions: %s; %d reads; %d raw reads of the primary and backup), "
+              "%d durable commits, final epoch %d; invariant violations: %s"
+              % (nprocs, nthreads, elapsed, writes + reads + watcher.reads, writes,
+                 ", ".join("%s %d" % kv for kv in sorted(kinds.items())), reads, watcher.reads, len(commits),
+                 P.last_epoch,
+                 ", ".join("%s %d" % (k, v["count"]) for k, v in sorted(violations.items())) or "none"))
+    report = []
+    for kind, v in sorted(violations.items()):
+        report.append("%s: %d times, e.g.\n    %s" % (kind, v["count"], "\n    ".join(v["examples"])))
+    report += ["raw: " + e for e in watcher.errors[:10]]
+    report += problems
+    assert not report, "\n".join(report)
+    assert writes > 0 and reads > 0 and watcher.reads > 0
+    assert all(kinds.get(k, 0) > 0 for k in ("grp", "eph", "mix"))

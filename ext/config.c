@@ -75,7 +75,7 @@ static int ts_parse_size(const char *s, size_t *out) {
   else if (!strcasecmp(end, "MiB")) mult = (size_t)1 << 20;
   else if (!strcasecmp(end, "GiB")) mult = (size_t)1 << 30;
   else if (*end) return 1;
-  if (v == 0 || v > (unsigned long long)(SIZE_MAX / mult)) return 1;
+  if (v == 0 || v > (unsigned long long)(TS_MAX_MAP_SIZE / mult)) return 1;
   *out = (size_t)v * mult;
   return 0;
 }
@@ -158,7 +158,7 @@ static int ts_config_apply(sqlite3 *db, const char *schema, char **vals,
   }
   if (vals[5] && ts_parse_size(vals[5], &cfg->map_size)) {
     return ts_config_error(errmsg, TS_ERROR,
-                           "argument 'map_size' is malformed: '%s' (expected a positive byte count with an optional KiB, MiB or GiB suffix)",
+                           "argument 'map_size' is malformed: '%s' (expected a positive byte count up to 16 TiB with an optional KiB, MiB or GiB suffix)",
                            vals[5]);
   }
   cfg->primary = ts_config_resolve(db, schema, vals[0]);

@@ -418,9 +418,8 @@ static int ts_rowid_bound(sqlite3_value *v, int lower, int inclusive,
       }
       *out = i < 1 ? 1 : (uint64_t)i;
     } else {
-      if (!inclusive) i--;
-      if (i < 1) return 0;
-      *out = (uint64_t)i;
+      if (i < 1 || (!inclusive && i == 1)) return 0;
+      *out = (uint64_t)(inclusive ? i : i - 1);
     }
     return 1;
   }

@@ -26,6 +26,7 @@
 #define TS_DEFAULT_MAP_SIZE ((size_t)64 << 20)
 #define TS_COUNTERS_FILE    "tierstore.shm" /* shared counters, beside lock.mdb */
 #define TS_MIN_MAP_SIZE     ((size_t)64 << 10)
+#define TS_MAX_MAP_SIZE     ((size_t)1 << 44)  /* largest map_size accepted: 16 TiB */
 
 /**************************************************************************
 ** Result codes (err.c).  ext/ maps them to SQLite codes.

@@ -158,7 +158,7 @@ static int ts_config_apply(sqlite3 *db, const char *schema, char **vals,
   }
   if (vals[5] && ts_parse_size(vals[5], &cfg->map_size)) {
     return ts_config_error(errmsg, TS_ERROR,
-                           "argument 'map_size' is malformed: '%s' (expected a positive byte count up to 16 TiB with an optional KiB, MiB or GiB suffix)",
+                           "argument 'map_size' is malformed: '%s' (expected a positive byte count with an optional KiB, MiB or GiB suffix)",
                            vals[5]);
   }
   cfg->primary = ts_config_resolve(db, schema, vals[0]);

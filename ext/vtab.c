@@ -572,7 +572,9 @@ static int ts_vtab_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int co
     case TS_COL_SNS:
     case TS_COL_KEY:
       k = ts_cursor_key(vc->cur, &nk);
-      if (ts_key_decode(k, nk, &n[0], &n[1], &n[2])) return SQLITE_CORRUPT;
+      if (ts_key_decode(k, nk, &n[0], &n[1], &n[2])) {
+        return ts_vtab_error((ts_vtab *)cur->pVtab, SQLITE_CORRUPT, "a stored key is damaged (no namespace separators)");
+      }
       sqlite3_result_text64(ctx, n[col].p, n[col].n, SQLITE_TRANSIENT, SQLITE_UTF8);
       return SQLITE_OK;
     case TS_COL_VALUE:

@@ -291,12 +291,12 @@ static int ts_env_create(const char *path, const struct stat *st,
 
 /* What opening an environment created on disk, so that a failed open
 ** can take exactly that away again (a rejected table leaves nothing). */
-#define TS_MADE_MAX 64
 typedef struct ts_made ts_made;
 struct ts_made {
   char path[TS_PATH_MAX];
-  size_t end[TS_MADE_MAX];   /* path[0..end[i]) is a directory we created */
-  int ndirs;
+  size_t first;              /* path[0..first) is the shallowest directory
+                             ** created; every deeper level was created too */
+  int ndirs;                 /* levels created */
   int had_lock, had_data;    /* lock.mdb / data.mdb existed before */
   int had_counters;          /* the counters file existed before */
 };
@@ -323,11 +323,17 @@ static void ts_dir_unmake(ts_made *m) {
     snprintf(buf, sizeof(buf), "%s/%s", m->path, TS_COUNTERS_FILE);
     unlink(buf);
   }
-  while (m->ndirs > 0) {
-    size_t e = m->end[--m->ndirs];
-    memcpy(buf, m->path, e);
-    buf[e] = 0;
-    rmdir(buf);
+  /* mkdir -p creates a contiguous run of levels: remove from the leaf up
+  ** to the shallowest one it created */
+  if (m->ndirs > 0) {
+    snprintf(buf, sizeof(buf), "%s", m->path);
+    for (;;) {
+      char *slash;
+      rmdir(buf);                          /* fails harmlessly on "." or "" */
+      slash = strrchr(buf, '/');
+      if (!slash || (size_t)(slash - buf) < m->first) break;
+      *slash = 0;
+    }
   }
 }
 
@@ -345,7 +351,7 @@ static int ts_dir_make(const char *path, ts_made *m, ts_err *err) {
     if (buf[i] != '/' && buf[i] != 0) continue;
     buf[i] = 0;
     if (mkdir(buf, 0755) == 0) {
-      if (m->ndirs < TS_MADE_MAX) m->end[m->ndirs++] = i;
+      if (m->ndirs++ == 0) m->first = i;
     } else if (errno != EEXIST) {
       int e = errno;
       int code = (e == EACCES || e == EROFS || e == EPERM) ? TS_READONLY : e == ENOSPC ? TS_FULL : TS_CANTOPEN;
@@ -442,7 +448,9 @@ void ts_env_close(ts_env *env) {
 
 const char *ts_env_path(const ts_env *env) { return env->path; }
 const unsigned char *ts_env_store_id(const ts_env *env) { return env->store_id; }
-ts_mem *ts_env_mem(const ts_env *env) { return ts_mem_for_env((uint64_t)env->dev, (uint64_t)env->ino); }
+ts_mem *ts_env_mem(const ts_env *env) {
+  return ts_mem_for_env((uint64_t)env->dev, (uint64_t)env->ino, env->store_id);
+}
 
 /* A commit that writes both this environment and its ephemeral tier holds
 ** the view lock exclusively from before its LMDB commit until its ephemeral
@@ -476,6 +484,22 @@ static int ts_env_remap(ts_env *env, size_t want) {
   return rc;
 }
 
+/* Bytes of data.mdb in use (last page + 1 pages): a damaged node whose
+** item reaches past it would make LMDB touch pages beyond the file. */
+static uint64_t ts_env_used_bytes(ts_env *env) {
+  MDB_envinfo info;
+  MDB_stat st;
+  if (mdb_env_info(env->mdb, &info) || mdb_env_stat(env->mdb, &st)) return UINT64_MAX;
+  return ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+}
+
+/* Could an item (key or value) lie inside the snapshot's pages?  LMDB
+** does not expose its map's address, so this catches the damage that
+** matters most, a size larger than the whole file, not every overrun. */
+static int ts_snap_holds(const ts_snap *s, const MDB_val *v) {
+  return v->mv_size <= s->bytes;
+}
+
 /* Start or restart a read snapshot on the newest committed state. */
 int ts_snap_begin(ts_snap *s, ts_env *env, ts_err *err) {
   for (int attempt = 0; attempt < TS_GROW_ATTEMPTS; attempt++) {
@@ -492,6 +516,7 @@ int ts_snap_begin(ts_snap *s, ts_env *env, ts_err *err) {
     ts_env_read_unlock(env);
     if (rc == 0) {
       s->live = 1;
+      s->bytes = ts_env_used_bytes(env);
       return TS_OK;
     }
     if (rc != MDB_MAP_RESIZED) {
@@ -592,7 +617,7 @@ int ts_snap_get(ts_snap *s, const unsigned char *key, size_t nkey,
   int rc = mdb_get(s->txn, s->env->dbi_data, &k, &v);
   if (rc == MDB_NOTFOUND) return TS_NOTFOUND;
   if (rc) return ts_env_fail(s->env, rc, "reading a key", err);
-  if (ts_record_decode(v.mv_data, v.mv_size, rec)) {
+  if (!ts_snap_holds(s, &v) || ts_record_decode(v.mv_data, v.mv_size, rec)) {
     return ts_err_set(err, TS_CORRUPT, "damaged record in LMDB environment '%s'",
                       s->env->path);
   }
@@ -707,7 +732,7 @@ static int ts_lcur_settle(ts_lcur *c, int rc, ts_err *err) {
     c->valid = 0;
     return ts_env_fail(c->snap->env, rc, "moving a cursor", err);
   }
-  if (c->k.mv_size > sizeof(c->kbuf)) {
+  if (c->k.mv_size > sizeof(c->kbuf) || !ts_snap_holds(c->snap, &c->v)) {
     c->valid = 0;
     return ts_err_set(err, TS_CORRUPT, "oversized key in LMDB environment '%s'",
                       c->snap->env->path);

@@ -74,12 +74,14 @@ void ts_mem_free(ts_mem *m) {
 }
 
 /* The process's ephemeral tiers, one per primary environment (its
-** directory's device and inode).  They live until the process ends
+** directory's device and inode, and its store identity, so a new store
+** made in the same directory does not inherit the old one's rows).  They live until the process ends
 ** (SPEC 5), even when every table using one is closed. */
 typedef struct ts_mem_slot ts_mem_slot;
 struct ts_mem_slot {
   ts_mem_slot *next;
   uint64_t dev, ino;
+  unsigned char store_id[TS_STORE_ID_BYTES];
   ts_mem *mem;
 };
 static pthread_mutex_t ts_mem_registry_mutex = PTHREAD_MUTEX_INITIALIZER;
@@ -87,17 +89,20 @@ static ts_mem_slot *ts_mem_registry = NULL;
 
 /* The ephemeral tier of a primary environment in this process, created
 ** on first use; NULL when out of memory. */
-ts_mem *ts_mem_for_env(uint64_t dev, uint64_t ino) {
+ts_mem *ts_mem_for_env(uint64_t dev, uint64_t ino, const unsigned char *store_id) {
   ts_mem_slot *s;
   ts_mem *m = NULL;
   pthread_mutex_lock(&ts_mem_registry_mutex);
-  for (s = ts_mem_registry; s && (s->dev != dev || s->ino != ino); s = s->next) {
+  for (s = ts_mem_registry;
+       s && (s->dev != dev || s->ino != ino || memcmp(s->store_id, store_id, TS_STORE_ID_BYTES));
+       s = s->next) {
   }
   if (s) {
     m = s->mem;
   } else if ((s = calloc(1, sizeof(*s))) != NULL && (s->mem = ts_mem_new()) != NULL) {
     s->dev = dev;
     s->ino = ino;
+    memcpy(s->store_id, store_id, TS_STORE_ID_BYTES);
     s->next = ts_mem_registry;
     ts_mem_registry = s;
     m = s->mem;
@@ -106,6 +111,24 @@ ts_mem *ts_mem_for_env(uint64_t dev, uint64_t ino) {
   }
   pthread_mutex_unlock(&ts_mem_registry_mutex);
   return m;
+}
+
+/* Empty every tier of a directory: for a process that deletes an
+** environment directory and keeps running (the fuzzer does, per input). */
+void ts_mem_forget_dir(uint64_t dev, uint64_t ino) {
+  pthread_mutex_lock(&ts_mem_registry_mutex);
+  for (ts_mem_slot *s = ts_mem_registry; s; s = s->next) {
+    ts_mem_snap *empty;
+    if (s->dev != dev || s->ino != ino) continue;
+    empty = calloc(1, sizeof(*empty));
+    if (!empty) continue;
+    empty->refs = 1;
+    pthread_mutex_lock(&s->mem->mutex);
+    ts_mem_snap_drop(s->mem->cur);
+    s->mem->cur = empty;
+    pthread_mutex_unlock(&s->mem->mutex);
+  }
+  pthread_mutex_unlock(&ts_mem_registry_mutex);
 }
 
 /* Take the current snapshot (O(1)). */

@@ -241,9 +241,12 @@ struct ts_mem_row {
 ts_mem *ts_mem_new(void);
 void ts_mem_free(ts_mem *m);
 /* The process's tier of a primary environment (its directory's device and
-** inode), created on first use and kept until the process ends; NULL when
+** inode, and its store identity), created on first use and kept until the process ends; NULL when
 ** out of memory. */
-ts_mem *ts_mem_for_env(uint64_t dev, uint64_t ino);
+ts_mem *ts_mem_for_env(uint64_t dev, uint64_t ino, const unsigned char *store_id);
+/* Empty every tier of a directory (a process that deletes environment
+** directories while it runs: the fuzzer). */
+void ts_mem_forget_dir(uint64_t dev, uint64_t ino);
 /* Take / give back the current snapshot; rows stay valid while held. */
 ts_mem_snap *ts_mem_snapshot(ts_mem *m);
 void ts_mem_snap_release(ts_mem *m, ts_mem_snap *s);
@@ -336,6 +339,7 @@ struct ts_snap {
   ts_env *env;
   MDB_txn *txn;      /* NULL until the first begin */
   int live;          /* txn is active (not reset) */
+  uint64_t bytes;    /* the file's pages when it began: items lie below */
 };
 /* Start (or restart) the snapshot on the newest committed state.
 ** Called WITHOUT the read lock (it may have to adopt a resized map). */

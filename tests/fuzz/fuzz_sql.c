@@ -185,28 +185,9 @@ int __wrap_mdb_env_open(MDB_env *env, const char *path, unsigned int flags, mdb_
   return __real_mdb_env_open(env, path, flags, mode);
 }
 
-/* Empty the process's ephemeral tier of the environment directory dir. */
+/* Empty the process's ephemeral tiers of the environment directory dir. */
 static void ts_fuzz_forget_ephemeral(const struct stat *dir) {
-  ts_mem *m = ts_mem_for_env((uint64_t)dir->st_dev, (uint64_t)dir->st_ino);
-  ts_mem_snap *s;
-  size_t n;
-  if (!m) return;
-  s = ts_mem_snapshot(m);
-  n = ts_mem_snap_count(s);
-  if (n) {
-    ts_change *ch = calloc(n, sizeof(*ch));
-    ts_err err;
-    if (!ch) abort();
-    for (size_t i = 0; i < n; i++) {
-      const ts_mem_row *r = ts_mem_snap_row(s, i);
-      ch[i].key = r->key;
-      ch[i].nkey = r->nkey;
-      ch[i].op = TS_OP_DEL;
-    }
-    if (ts_mem_apply(m, ch, n, &err) != TS_OK) abort();
-    free(ch);
-  }
-  ts_mem_snap_release(m, s);
+  ts_mem_forget_dir((uint64_t)dir->st_dev, (uint64_t)dir->st_ino);
 }
 
 static int ts_fuzz_rm_one(const char *path, const struct stat *st, int type, struct FTW *ftw) {

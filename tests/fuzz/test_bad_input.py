@@ -787,7 +787,8 @@ def test_damaged_data_mdb(tmp_path, name, damage, must_fail):
     if res["failed"] is not None:
         assert res["code"] == SQLITE_CORRUPT, res
         assert res["msg"].startswith("tierstore:"), res
-        assert sha(d / "data.mdb") == digest, "the failed open changed data.mdb"
+        if res["failed"] not in ("write", "update"):   # nothing was written before the error
+            assert sha(d / "data.mdb") == digest, "a failed read changed data.mdb"
 
 
 def _meta_put(name, value):

@@ -186,13 +186,31 @@ int ts_store_key_by_rowid(ts_store *st, const ts_delta *d, uint64_t rowid,
   return TS_OK;
 }
 
-/* The delta's ephemeral entries as changes, numbered like the primary's:
-** fresh keys by their rank among all fresh keys of the commit. */
+/* The creation number of an ephemeral put, resolved against the tier as
+** it is now (commits to it are serialized by the commit lock): a key that
+** exists keeps its number; one the transaction created gets base + its
+** rank among the commit's fresh keys; one it overwrote that another
+** connection deleted meanwhile is created again with a new number. */
+static uint64_t ts_store_mem_rowid(ts_store *st, const ts_mem_snap *now,
+                                   const ts_delta_entry *e,
+                                   const uint64_t *fresh, size_t nfresh,
+                                   uint64_t base) {
+  const ts_mem_row *row = ts_mem_snap_get(now, e->key, e->nkey);
+  const uint64_t *hit;
+  if (row) return row->rowid;
+  hit = e->fresh && nfresh ? bsearch(&e->rowid, fresh, nfresh, sizeof(uint64_t), ts_u64_order) : NULL;
+  return hit ? base + (uint64_t)(hit - fresh) : ts_env_take_rowid(st->primary);
+}
+
+/* The delta's ephemeral entries as changes, numbered like the primary's
+** (see ts_store_mem_rowid). */
 static int ts_store_mem_changes(ts_store *st, const ts_delta *d,
                                 const uint64_t *fresh, size_t nfresh,
                                 uint64_t epoch, uint64_t base, ts_change **out,
                                 size_t *n) {
   size_t k = 0, cap = 0;
+  ts_mem_snap *now = ts_mem_snapshot(st->mem);
+  int rc = TS_OK;
   *out = NULL;
   *n = 0;
   for (const ts_delta_entry *e = ts_delta_seek(d, NULL, 0, 0); e; e = ts_delta_step(d, e, 0)) {
@@ -201,7 +219,10 @@ static int ts_store_mem_changes(ts_store *st, const ts_delta *d,
     if (k == cap) {
       size_t nc = cap ? 2 * cap : 16;
       ts_change *grown = realloc(*out, nc * sizeof(*grown));
-      if (!grown) return TS_NOMEM;
+      if (!grown) {
+        rc = TS_NOMEM;
+        break;
+      }
       *out = grown;
       cap = nc;
     }
@@ -211,14 +232,14 @@ static int ts_store_mem_changes(ts_store *st, const ts_delta *d,
     ch->nkey = e->nkey;
     ch->op = e->op;
     if (e->op == TS_OP_PUT) {
-      const uint64_t *hit = e->fresh && nfresh ? bsearch(&e->rowid, fresh, nfresh, sizeof(uint64_t), ts_u64_order) : NULL;
-      ch->rowid = hit ? base + (uint64_t)(hit - fresh) : e->rowid;
+      ch->rowid = ts_store_mem_rowid(st, now, e, fresh, nfresh, base);
       ch->epoch = epoch;
       ch->value = e->value;
     }
     *n = k;
   }
-  return TS_OK;
+  ts_mem_snap_release(st->mem, now);
+  return rc;
 }
 
 /* Commit the delta's ephemeral entries to the ephemeral tier. */

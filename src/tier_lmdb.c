@@ -1042,8 +1042,11 @@ static int ts_commit_body(void *ctx, ts_wtxn *w) {
     if (e->op == TS_OP_PUT) {
       rc = ts_wtxn_get(w, e->key, e->nkey, &old);
       if (rc && rc != MDB_NOTFOUND) break;
+      /* a key that exists keeps its number, even when this transaction
+      ** created it and another writer created it meanwhile: at commit the
+      ** write replaces it */
       rank = ts_fresh_rank(c, e);
-      if (rc == 0 && !e->fresh) ch.rowid = old.rowid;
+      if (rc == 0) ch.rowid = old.rowid;
       else if (rank >= 0) ch.rowid = c->base_rowid + (uint64_t)rank;
       else if ((rc = ts_commit_extra_rowid(c, env, next_rowid, nextra++, &ch.rowid)) != 0) break;
       ch.value = e->value;
@@ -1158,6 +1161,12 @@ int ts_env_commit(ts_env *env, ts_commit *c, ts_err *err) {
   c->extras = NULL;
   c->nextras = 0;
   return rc;
+}
+
+/* One more creation number (for a key deleted meanwhile by another
+** writer of the ephemeral tier; commit lock held). */
+uint64_t ts_env_take_rowid(ts_env *env) {
+  return ts_counters_take_rowids(env->counters, 0, 1);
 }
 
 /* Number an in-memory-only commit (commit lock held). */

@@ -466,6 +466,8 @@ struct ts_commit {
 };
 /* Commit c->d's entries for this environment (commit lock held). */
 int ts_env_commit(ts_env *env, ts_commit *c, ts_err *err);
+/* One creation number from the shared counters (commit lock held). */
+uint64_t ts_env_take_rowid(ts_env *env);
 /* Number a commit that writes no environment (only the ephemeral tier):
 ** the next epoch and nfresh creation numbers, in memory (commit lock
 ** held; reads the metadata, writes nothing). */

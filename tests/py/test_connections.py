@@ -281,3 +281,59 @@ def test_own_statement_in_progress_across_commit(tmp_path, connect, name, sql, d
     rows = first + cur.fetchall()
     expected = [("k%02d" % i, i) for i in range(10)]
     assert rows == (expected[::-1] if desc else expected)
+
+
+def rowid(con, key, pns="ns", sns=""):
+    r = con.execute("SELECT rowid FROM kv WHERE primary_namespace=? AND secondary_namespace=? AND key=?",
+                    (pns, sns, key)).fetchone()
+    assert r is not None, "key %r missing" % key
+    return r[0]
+
+
+@pytest.fixture(params=["primary", "ephemeral"])
+def racing(request, tmp_path, connect):
+    """Two connections on one primary through two database files (so each
+    can hold a write transaction), writing namespace 'ns' of the tier named
+    by the parameter."""
+    eph = ", ephemeral='ns'" if request.param == "ephemeral" else ""
+    shared = tmp_path / "shared"
+    cons = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        cons.append(connect(tmp_path / name / (name + ".db"),
+                            table="CREATE VIRTUAL TABLE kv USING tierstore(primary='%s'%s)" % (shared, eph)))
+    return cons
+
+
+def test_key_created_meanwhile_keeps_its_creation_number(racing):
+    """SPEC 3: a creation number is kept when the value is replaced.  A
+    transaction that created a key which another connection created and
+    committed meanwhile replaces it at COMMIT: the key keeps the number the
+    other commit gave it (crash harness finding, seed 734932970)."""
+    a, b = racing
+    a.execute("BEGIN")
+    a.execute("REPLACE INTO kv VALUES ('ns', '', 'k', 'from a')")
+    a.execute("INSERT INTO kv VALUES ('ns', '', 'only-a', 'x')")
+    b.execute("INSERT INTO kv VALUES ('ns', '', 'k', 'from b')")
+    first = rowid(b, "k")
+    a.execute("COMMIT")
+    assert value(b, "k") == "from a"               # the last writer wins
+    assert rowid(b, "k") == first                  # and keeps the creation number
+    assert rowid(b, "only-a") > first              # a key it did create gets a new one
+
+
+def test_key_deleted_meanwhile_gets_a_new_creation_number(racing):
+    """SPEC 3: a key that is deleted and created again gets a new number,
+    also when the delete came from another connection while this one's
+    transaction overwrote the key."""
+    a, b = racing
+    a.execute("INSERT INTO kv VALUES ('ns', '', 'k', 'v0')")
+    before = rowid(a, "k")
+    a.execute("BEGIN")
+    a.execute("UPDATE kv SET value='v1' WHERE primary_namespace='ns' AND secondary_namespace='' AND key='k'")
+    b.execute("DELETE FROM kv WHERE primary_namespace='ns' AND secondary_namespace='' AND key='k'")
+    b.execute("INSERT INTO kv VALUES ('ns', '', 'other', 'x')")
+    other = rowid(b, "other")
+    a.execute("COMMIT")
+    assert value(b, "k") == "v1"
+    assert rowid(b, "k") > other > before

@@ -47,6 +47,7 @@
 #define TS_DELTA_CHUNK      (64 * 1024)   /* arena chunk payload */
 #define TS_DELTA_BIG        (TS_DELTA_CHUNK / 4) /* own chunk above this */
 #define TS_DELTA_ALIGN      (_Alignof(ts_delta_node)) /* node alignment */
+#define TS_DELTA_KEEP_SLOTS 4096          /* by_rowid kept across resets */
 
 typedef struct ts_delta_node ts_delta_node;
 typedef struct ts_delta_chunk ts_delta_chunk;
@@ -74,6 +75,7 @@ struct ts_delta_undo {
   ts_delta_node *node;
   ts_op op;
   int fresh;
+  int again;
   uint64_t rowid;
   ts_value value;
 };
@@ -264,13 +266,14 @@ static int delta_undo_reserve(ts_delta *d) {
 ** (room reserved by delta_undo_reserve); ROLLBACK TO passes log = 0.
 ** Keeps the live count and the provisional rowid index in step. */
 static void delta_set(ts_delta *d, ts_delta_node *n, ts_op op, int fresh,
-                      uint64_t rowid, const ts_value *v, int log) {
+                      int again, uint64_t rowid, const ts_value *v, int log) {
   size_t slot;
   if (log && d->n_marks > 0) {
     ts_delta_undo *u = &d->undo[d->n_undo++];
     u->node = n;
     u->op = n->e.op;
     u->fresh = n->e.fresh;
+    u->again = n->e.again;
     u->rowid = n->e.rowid;
     u->value = n->e.value;
   }
@@ -278,6 +281,7 @@ static void delta_set(ts_delta *d, ts_delta_node *n, ts_op op, int fresh,
   if (n->e.op != TS_OP_NONE && op == TS_OP_NONE) d->count--;
   n->e.op = op;
   n->e.fresh = fresh;
+  n->e.again = again;
   n->e.rowid = rowid;
   if (v != NULL) {
     n->e.value = *v;
@@ -339,10 +343,17 @@ void ts_delta_reset(ts_delta *d) {
   d->count = 0;
   d->bytes = 0;
   d->generation++;
-  d->next_rowid = 0;
-  if (d->n_by_rowid) {
-    memset(d->by_rowid, 0, d->n_by_rowid * sizeof(*d->by_rowid));
+  /* only the slots handed out hold pointers; a large array (a big
+  ** transaction's) goes back to the allocator instead */
+  if (d->n_by_rowid > TS_DELTA_KEEP_SLOTS) {
+    free(d->by_rowid);
+    d->by_rowid = NULL;
+    d->n_by_rowid = 0;
+  } else if (d->n_by_rowid) {
+    size_t used = d->next_rowid < d->n_by_rowid ? (size_t)d->next_rowid : d->n_by_rowid;
+    memset(d->by_rowid, 0, used * sizeof(*d->by_rowid));
   }
+  d->next_rowid = 0;
   d->n_undo = 0;
   d->n_marks = 0;
 }
@@ -367,19 +378,21 @@ size_t ts_delta_bytes(const ts_delta *d) {
 }
 
 /* Record a PUT of key with value v, both copied.  A PUT over a fresh PUT
-** stays fresh with the entry's rowid: the key is still new to the store. */
+** stays fresh with the entry's rowid: the key is still new to the store.
+** A fresh PUT over a DEL of the stored key creates it again. */
 int ts_delta_put(ts_delta *d, const unsigned char *key, size_t nkey,
                  const ts_value *v, uint64_t rowid, int fresh) {
   ts_delta_node *upd[TS_DELTA_MAX_LEVEL];
   ts_delta_node *n = delta_search(d, key, nkey, upd);
   ts_value val = *v;
   size_t slot;
-  int rc;
+  int rc, again;
   if (n != NULL && n->e.op == TS_OP_PUT && n->e.fresh) {
     fresh = 1;
     rowid = n->e.rowid;
   }
   fresh = fresh != 0;
+  again = fresh && n != NULL && n->e.op != TS_OP_NONE && n->e.again;
   slot = delta_rowid_slot(d, rowid);
   rc = delta_undo_reserve(d);
   if (rc != TS_OK) return rc;
@@ -406,20 +419,23 @@ int ts_delta_put(ts_delta *d, const unsigned char *key, size_t nkey,
   if (n == NULL && (n = delta_insert(d, key, nkey, upd)) == NULL) {
     return TS_NOMEM;
   }
-  delta_set(d, n, TS_OP_PUT, fresh, rowid, &val, 1);
+  delta_set(d, n, TS_OP_PUT, fresh, again, rowid, &val, 1);
   return TS_OK;
 }
 
-/* Record a DELETE of key: the entry drops its value, freshness and rowid. */
+/* Record a DELETE of key: the entry drops its value, freshness and rowid.
+** It deletes the stored key (again) unless it only undoes this
+** transaction's own creation of a key the store did not have. */
 int ts_delta_del(ts_delta *d, const unsigned char *key, size_t nkey) {
   ts_delta_node *upd[TS_DELTA_MAX_LEVEL];
   ts_delta_node *n = delta_search(d, key, nkey, upd);
   int rc = delta_undo_reserve(d);
+  int again = n == NULL || n->e.op == TS_OP_NONE || !n->e.fresh || n->e.again;
   if (rc != TS_OK) return rc;
   if (n == NULL && (n = delta_insert(d, key, nkey, upd)) == NULL) {
     return TS_NOMEM;
   }
-  delta_set(d, n, TS_OP_DEL, 0, 0, NULL, 1);
+  delta_set(d, n, TS_OP_DEL, 0, again, 0, NULL, 1);
   return TS_OK;
 }
 
@@ -498,7 +514,7 @@ void ts_delta_rollback_to(ts_delta *d, int level) {
   pos = d->marks[i].undo_pos;
   while (d->n_undo > pos) {
     const ts_delta_undo *u = &d->undo[--d->n_undo];
-    delta_set(d, u->node, u->op, u->fresh, u->rowid, &u->value, 0);
+    delta_set(d, u->node, u->op, u->fresh, u->again, u->rowid, &u->value, 0);
   }
   d->marks[i].level = level;
   d->n_marks = i + 1;
@@ -535,28 +551,37 @@ const ts_delta_entry *ts_delta_step(const ts_delta *d,
   return n ? &n->e : NULL;
 }
 
-/* Order 64-bit numbers (qsort/bsearch callback). */
-int ts_u64_order(const void *a, const void *b) {
-  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-  return x < y ? -1 : x > y;
+/* Number the live fresh PUTs in creation order (provisional rowid
+** order): by_rowid lists them by slot already, so one pass over the slots
+** handed out ranks them, with no sort.  f->rank is malloc'd (NULL when
+** no rowid was handed out). */
+int ts_delta_fresh(const ts_delta *d, ts_fresh *f) {
+  size_t slots = d->next_rowid < d->n_by_rowid ? (size_t)d->next_rowid : d->n_by_rowid;
+  memset(f, 0, sizeof(*f));
+  if (!slots) return TS_OK;
+  f->rank = malloc(slots * sizeof(*f->rank));
+  if (!f->rank) return TS_NOMEM;
+  f->nslots = slots;
+  for (size_t i = 0; i < slots; i++) {
+    const ts_delta_node *n = d->by_rowid[i];
+    int live = n && n->e.op == TS_OP_PUT && n->e.fresh && n->e.rowid == TS_ROWID_PROVISIONAL + 1 + i;
+    f->rank[i] = live ? f->n++ : SIZE_MAX;
+  }
+  return TS_OK;
 }
 
-/* The provisional rowids of the live fresh PUTs, sorted (creation order):
-** a commit numbers new keys by their rank here.  *out is malloc'd (NULL
-** when none). */
-int ts_delta_fresh_rowids(const ts_delta *d, uint64_t **out, size_t *n) {
-  size_t k = 0;
-  *out = NULL;
-  *n = 0;
-  for (const ts_delta_entry *e = ts_delta_seek(d, NULL, 0, 0); e; e = ts_delta_step(d, e, 0)) {
-    if (e->op == TS_OP_PUT && e->fresh) k++;
-  }
-  if (!k) return TS_OK;
-  *out = malloc(k * sizeof(uint64_t));
-  if (!*out) return TS_NOMEM;
-  for (const ts_delta_entry *e = ts_delta_seek(d, NULL, 0, 0); e; e = ts_delta_step(d, e, 0)) {
-    if (e->op == TS_OP_PUT && e->fresh) (*out)[(*n)++] = e->rowid;
-  }
-  qsort(*out, *n, sizeof(uint64_t), ts_u64_order);
-  return TS_OK;
+/* Rank of a fresh entry among the commit's new keys, or -1 when it is not
+** a live fresh PUT of this delta. */
+long ts_fresh_rank(const ts_fresh *f, const ts_delta_entry *e) {
+  uint64_t slot;
+  if (!e->fresh || e->rowid <= TS_ROWID_PROVISIONAL) return -1;
+  slot = e->rowid - TS_ROWID_PROVISIONAL - 1;
+  if (slot >= f->nslots || f->rank[slot] == SIZE_MAX) return -1;
+  return (long)f->rank[slot];
+}
+
+/* Free what ts_delta_fresh allocated. */
+void ts_fresh_free(ts_fresh *f) {
+  free(f->rank);
+  memset(f, 0, sizeof(*f));
 }

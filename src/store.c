@@ -188,25 +188,25 @@ int ts_store_key_by_rowid(ts_store *st, const ts_delta *d, uint64_t rowid,
 
 /* The creation number of an ephemeral put, resolved against the tier as
 ** it is now (commits to it are serialized by the commit lock): a key that
-** exists keeps its number; one the transaction created gets base + its
-** rank among the commit's fresh keys; one it overwrote that another
-** connection deleted meanwhile is created again with a new number. */
+** exists keeps its number (unless the transaction deleted it first); one
+** the transaction created gets base + its rank among the commit's fresh
+** keys; one it overwrote that another connection deleted meanwhile is
+** created again with a new number. */
 static uint64_t ts_store_mem_rowid(ts_store *st, const ts_mem_snap *now,
                                    const ts_delta_entry *e,
-                                   const uint64_t *fresh, size_t nfresh,
-                                   uint64_t base) {
+                                   const ts_fresh *fresh, uint64_t base) {
   const ts_mem_row *row = ts_mem_snap_get(now, e->key, e->nkey);
-  const uint64_t *hit;
-  if (row) return row->rowid;
-  hit = e->fresh && nfresh ? bsearch(&e->rowid, fresh, nfresh, sizeof(uint64_t), ts_u64_order) : NULL;
-  return hit ? base + (uint64_t)(hit - fresh) : ts_env_take_rowid(st->primary);
+  long rank;
+  if (row && !e->again) return row->rowid;
+  rank = ts_fresh_rank(fresh, e);
+  return rank >= 0 ? base + (uint64_t)rank : ts_env_take_rowid(st->primary);
 }
 
 /* The delta's ephemeral entries as changes, numbered like the primary's
 ** (see ts_store_mem_rowid). */
 static int ts_store_mem_changes(ts_store *st, const ts_delta *d,
-                                const uint64_t *fresh, size_t nfresh,
-                                uint64_t epoch, uint64_t base, ts_change **out,
+                                const ts_fresh *fresh, uint64_t epoch,
+                                uint64_t base, ts_change **out,
                                 size_t *n) {
   size_t k = 0, cap = 0;
   ts_mem_snap *now = ts_mem_snapshot(st->mem);
@@ -232,7 +232,7 @@ static int ts_store_mem_changes(ts_store *st, const ts_delta *d,
     ch->nkey = e->nkey;
     ch->op = e->op;
     if (e->op == TS_OP_PUT) {
-      ch->rowid = ts_store_mem_rowid(st, now, e, fresh, nfresh, base);
+      ch->rowid = ts_store_mem_rowid(st, now, e, fresh, base);
       ch->epoch = epoch;
       ch->value = e->value;
     }
@@ -244,11 +244,11 @@ static int ts_store_mem_changes(ts_store *st, const ts_delta *d,
 
 /* Commit the delta's ephemeral entries to the ephemeral tier. */
 static int ts_store_mem_publish(ts_store *st, const ts_delta *d,
-                                const uint64_t *fresh, size_t nfresh,
-                                uint64_t epoch, uint64_t base, ts_err *err) {
+                                const ts_fresh *fresh, uint64_t epoch,
+                                uint64_t base, ts_err *err) {
   ts_change *mch = NULL;
   size_t nmch = 0;
-  int rc = ts_store_mem_changes(st, d, fresh, nfresh, epoch, base, &mch, &nmch);
+  int rc = ts_store_mem_changes(st, d, fresh, epoch, base, &mch, &nmch);
   if (rc) rc = ts_err_set(err, TS_NOMEM, "out of memory at commit");
   if (!rc && nmch) rc = ts_mem_apply(st->mem, mch, nmch, err);
   free(mch);
@@ -292,14 +292,15 @@ static void ts_flush_after(void *ctx, int rc) {
 int ts_store_flush(ts_store *st, const ts_delta *d, uint64_t *epoch,
                    ts_err *err) {
   ts_commit c;
-  uint64_t *fresh = NULL, base = 0;
-  size_t nfresh = 0, nprimary, neph;
+  ts_fresh fresh;
+  uint64_t base = 0;
+  size_t nprimary, neph;
   int rc, brc = TS_OK;
   ts_err berr = {0, {0}};
   *epoch = 0;
   if (ts_delta_count(d) == 0) return TS_OK;
   ts_store_split(st, d, &nprimary, &neph);
-  if (ts_delta_fresh_rowids(d, &fresh, &nfresh)) return ts_err_set(err, TS_NOMEM, "out of memory at commit");
+  if (ts_delta_fresh(d, &fresh)) return ts_err_set(err, TS_NOMEM, "out of memory at commit");
   memset(&c, 0, sizeof(c));
   ts_env_commit_lock(st->primary);
   if (nprimary && neph) ts_env_view_lock(st->primary, 1);
@@ -308,8 +309,7 @@ int ts_store_flush(ts_store *st, const ts_delta *d, uint64_t *epoch,
     ts_write_hooks hooks = {ts_flush_before, ts_flush_after, &f};
     c.d = d;
     c.router = st->mem ? st->router : NULL;
-    c.fresh = fresh;
-    c.nfresh = nfresh;
+    c.fresh = &fresh;
     c.durability = st->durability;
     c.journal = st->backup != NULL;
     c.backup_epoch = st->backup_epoch;
@@ -320,7 +320,7 @@ int ts_store_flush(ts_store *st, const ts_delta *d, uint64_t *epoch,
     *epoch = c.epoch;
     base = c.base_rowid;
     /* the ephemeral half right after the primary's, before the backup */
-    if (!rc && neph) rc = ts_store_mem_publish(st, d, fresh, nfresh, *epoch, base, err);
+    if (!rc && neph) rc = ts_store_mem_publish(st, d, &fresh, *epoch, base, err);
     if (neph) ts_env_view_unlock(st->primary);
     if (st->backup) {
       brc = rc ? TS_OK : ts_mirror_pair_finish(&f.pair);
@@ -334,12 +334,12 @@ int ts_store_flush(ts_store *st, const ts_delta *d, uint64_t *epoch,
       ts_mirror_pair_free(&f.pair);
     }
   } else {
-    rc = ts_env_reserve(st->primary, nfresh, epoch, &base, err);
-    if (!rc && neph) rc = ts_store_mem_publish(st, d, fresh, nfresh, *epoch, base, err);
+    rc = ts_env_reserve(st->primary, fresh.n, epoch, &base, err);
+    if (!rc && neph) rc = ts_store_mem_publish(st, d, &fresh, *epoch, base, err);
   }
   ts_env_commit_unlock(st->primary);
   free(c.changes);
-  free(fresh);
+  ts_fresh_free(&fresh);
   if (!rc && brc) {
     *err = berr;
     rc = brc;

@@ -982,14 +982,6 @@ int ts_wtxn_copy_from(ts_wtxn *w, ts_snap *src) {
   return rc;
 }
 
-/* Rank of a fresh entry's provisional rowid among all fresh ones, or -1. */
-static long ts_fresh_rank(const ts_commit *c, const ts_delta_entry *e) {
-  const uint64_t *hit;
-  if (!e->fresh || !c->nfresh) return -1;
-  hit = bsearch(&e->rowid, c->fresh, c->nfresh, sizeof(uint64_t), ts_u64_order);
-  return hit ? (long)(hit - c->fresh) : -1;
-}
-
 /* Does this entry belong to the environment being committed? */
 static int ts_commit_wants(const ts_commit *c, const ts_delta_entry *e) {
   ts_name pns, sns, key;
@@ -1028,7 +1020,7 @@ static int ts_commit_body(void *ctx, ts_wtxn *w) {
   ** retry or a crash leaves no gap; creation numbers are taken up front
   ** (once per commit) because memory-only commits take them concurrently */
   c->epoch = ts_counters_epoch(env->counters, last) + 1;
-  if (c->base_rowid < next_rowid) c->base_rowid = ts_counters_take_rowids(env->counters, next_rowid, c->nfresh);
+  if (c->base_rowid < next_rowid) c->base_rowid = ts_counters_take_rowids(env->counters, next_rowid, c->fresh->n);
   c->nchanges = 0;
   for (const ts_delta_entry *e = ts_delta_seek(c->d, NULL, 0, 0); e && !rc; e = ts_delta_step(c->d, e, 0)) {
     ts_change ch;
@@ -1042,11 +1034,11 @@ static int ts_commit_body(void *ctx, ts_wtxn *w) {
     if (e->op == TS_OP_PUT) {
       rc = ts_wtxn_get(w, e->key, e->nkey, &old);
       if (rc && rc != MDB_NOTFOUND) break;
-      /* a key that exists keeps its number, even when this transaction
-      ** created it and another writer created it meanwhile: at commit the
-      ** write replaces it */
-      rank = ts_fresh_rank(c, e);
-      if (rc == 0) ch.rowid = old.rowid;
+      /* a stored key keeps its number, also when this transaction created
+      ** it and another writer created it meanwhile (at commit the write
+      ** replaces it), unless this transaction deleted it first */
+      rank = ts_fresh_rank(c->fresh, e);
+      if (rc == 0 && !e->again) ch.rowid = old.rowid;
       else if (rank >= 0) ch.rowid = c->base_rowid + (uint64_t)rank;
       else if ((rc = ts_commit_extra_rowid(c, env, next_rowid, nextra++, &ch.rowid)) != 0) break;
       ch.value = e->value;
@@ -1154,7 +1146,7 @@ int ts_env_write(ts_env *env, ts_durability dur, size_t grow_hint,
 /* Commit a delta's entries for this environment (commit lock held). */
 int ts_env_commit(ts_env *env, ts_commit *c, ts_err *err) {
   int rc;
-  c->base_rowid = ts_counters_take_rowids(env->counters, 0, c->nfresh);
+  c->base_rowid = ts_counters_take_rowids(env->counters, 0, c->fresh->n);
   rc = ts_env_write(env, c->durability, ts_delta_bytes(c->d), ts_commit_body, c->hooks, c, err);
   if (rc == TS_OK) ts_counters_publish_epoch(env->counters, c->epoch);
   free(c->extras);
@@ -1191,19 +1183,17 @@ int ts_env_reserve(ts_env *env, size_t nfresh, uint64_t *epoch,
 int ts_env_apply(ts_env *env, const ts_delta *d, ts_durability dur,
                  uint64_t *epoch, ts_err *err) {
   ts_commit c;
-  uint64_t *fresh;
-  size_t nfresh;
+  ts_fresh fresh;
   int rc;
-  if (ts_delta_fresh_rowids(d, &fresh, &nfresh)) return ts_err_set(err, TS_NOMEM, "out of memory");
+  if (ts_delta_fresh(d, &fresh)) return ts_err_set(err, TS_NOMEM, "out of memory");
   memset(&c, 0, sizeof(c));
   c.d = d;
-  c.fresh = fresh;
-  c.nfresh = nfresh;
+  c.fresh = &fresh;
   c.durability = dur;
   ts_env_commit_lock(env);
   rc = ts_env_commit(env, &c, err);
   ts_env_commit_unlock(env);
-  free(fresh);
+  ts_fresh_free(&fresh);
   *epoch = c.epoch;
   return rc;
 }

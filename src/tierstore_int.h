@@ -139,6 +139,10 @@ struct ts_delta_entry {
   size_t nkey;
   ts_op op;
   int fresh;                 /* PUT creates the key anew: new creation number */
+  int again;                 /* the transaction deleted the key as the store
+                             ** had it: a DEL of a stored key, or a fresh PUT
+                             ** after one (so a new number even if the key
+                             ** is stored at commit) */
   uint64_t rowid;            /* committed rowid kept, or provisional one */
   ts_value value;            /* PUT: the value (bytes in the arena) */
 };
@@ -172,11 +176,19 @@ uint64_t ts_delta_new_rowid(ts_delta *d);
 /* The live fresh PUT entry holding provisional rowid, or NULL. */
 const ts_delta_entry *ts_delta_by_rowid(const ts_delta *d, uint64_t rowid);
 
-/* The provisional rowids of the live fresh PUTs, sorted: a commit numbers
-** new keys by their rank here.  *out is malloc'd (NULL when none). */
-int ts_delta_fresh_rowids(const ts_delta *d, uint64_t **out, size_t *n);
-/* Order 64-bit numbers (qsort/bsearch callback). */
-int ts_u64_order(const void *a, const void *b);
+/* The creation order of a frozen delta's new keys: the rank of each live
+** fresh PUT among them, by provisional rowid (a commit numbers new keys
+** base + rank). */
+typedef struct ts_fresh ts_fresh;
+struct ts_fresh {
+  size_t *rank;              /* by provisional slot; SIZE_MAX: none there */
+  size_t nslots;
+  size_t n;                  /* live fresh PUTs */
+};
+int ts_delta_fresh(const ts_delta *d, ts_fresh *f);
+/* Rank of a fresh entry among the commit's new keys, or -1. */
+long ts_fresh_rank(const ts_fresh *f, const ts_delta_entry *e);
+void ts_fresh_free(ts_fresh *f);
 
 /* Savepoints, numbered as SQLite numbers them (xSavepoint/xRelease/
 ** xRollbackTo). */
@@ -448,8 +460,7 @@ typedef struct ts_commit ts_commit;
 struct ts_commit {
   const ts_delta *d;
   const ts_router *router;   /* when set, keys it routes elsewhere are skipped */
-  const uint64_t *fresh;     /* provisional rowids of all fresh PUTs, sorted */
-  size_t nfresh;
+  const ts_fresh *fresh;     /* creation order of the delta's new keys */
   ts_durability durability;
   int journal;               /* keep a replay record and return the changes */
   const ts_write_hooks *hooks; /* around the commit (the backup's write) */

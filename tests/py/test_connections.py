@@ -337,3 +337,19 @@ def test_key_deleted_meanwhile_gets_a_new_creation_number(racing):
     a.execute("COMMIT")
     assert value(b, "k") == "v1"
     assert rowid(b, "k") > other > before
+
+
+def test_key_deleted_and_created_again_meanwhile_created_elsewhere(racing):
+    """A transaction that deleted a stored key and created it again gives
+    it a new creation number, even when the key is stored at COMMIT."""
+    a, b = racing
+    a.execute("INSERT INTO kv VALUES ('ns', '', 'k', 'v0')")
+    before = rowid(a, "k")
+    a.execute("BEGIN")
+    a.execute("DELETE FROM kv WHERE primary_namespace='ns' AND secondary_namespace='' AND key='k'")
+    a.execute("INSERT INTO kv VALUES ('ns', '', 'k', 'again')")
+    b.execute("REPLACE INTO kv VALUES ('ns', '', 'k', 'from b')")
+    assert rowid(b, "k") == before
+    a.execute("COMMIT")
+    assert value(b, "k") == "again"
+    assert rowid(b, "k") > before

@@ -701,26 +701,38 @@ static void test_apply(void) {
   CHECK(created_has(env, 1, "k3"));
   CHECK_EQ_INT(env_list(env, TS_DB_CREATED, items, 16), 3);
 
-  /* A fresh PUT over an existing key: a new rowid; the old rowid and
-  ** creation entries are gone. */
-  v = vbytes(TS_TEXT, "two", 3);
-  CHECK_EQ_INT(ts_delta_put(d, k2.b, k2.n, &v, ts_delta_new_rowid(d), 1), TS_OK);
+  /* A fresh PUT over a stored key that the transaction did not delete
+  ** (another writer created it meanwhile): the write replaces it, and the
+  ** key keeps its rowid. */
+  v = vint(32);
+  CHECK_EQ_INT(ts_delta_put(d, k3.b, k3.n, &v, ts_delta_new_rowid(d), 1), TS_OK);
   CHECK_EQ_INT(apply_ok(env, d, TS_DURABLE), 5);
+  g = env_get(env, &k3);
+  CHECK(g.rc == TS_OK && g.rowid == 1 && g.epoch == 5 && g.i == 32);
+  CHECK(created_has(env, 1, "k3"));
+  CHECK_EQ_INT(env_list(env, TS_DB_ROWIDS, items, 16), 3);
+
+  /* DEL then a fresh PUT of a stored key: created again, a new rowid; the
+  ** old rowid and creation entries are gone. */
+  v = vbytes(TS_TEXT, "two", 3);
+  CHECK_EQ_INT(ts_delta_del(d, k2.b, k2.n), TS_OK);
+  CHECK_EQ_INT(ts_delta_put(d, k2.b, k2.n, &v, ts_delta_new_rowid(d), 1), TS_OK);
+  CHECK_EQ_INT(apply_ok(env, d, TS_DURABLE), 6);
   g = env_get(env, &k2);
-  CHECK(g.rc == TS_OK && g.rowid == 4 && g.epoch == 5 && g.type == TS_TEXT &&
+  CHECK(g.rc == TS_OK && g.rowid == 5 && g.epoch == 6 && g.type == TS_TEXT &&
         g.n == 3 && memcmp(g.p, "two", 3) == 0);
   free(g.p);
   CHECK_EQ_INT(env_key_by_rowid(env, 2, &kx), TS_NOTFOUND);
-  CHECK_EQ_INT(env_key_by_rowid(env, 4, &kx), TS_OK);
+  CHECK_EQ_INT(env_key_by_rowid(env, 5, &kx), TS_OK);
   CHECK(kx.n == k2.n && memcmp(kx.b, k2.b, k2.n) == 0);
   CHECK(!created_has(env, 2, NULL));
-  CHECK(created_has(env, 4, "k2"));
+  CHECK(created_has(env, 5, "k2"));
   CHECK_EQ_INT(env_list(env, TS_DB_CREATED, items, 16), 3);
   CHECK_EQ_INT(env_list(env, TS_DB_ROWIDS, items, 16), 3);
 
   /* DEL removes the data, creation and rowid entries. */
   CHECK_EQ_INT(ts_delta_del(d, k1.b, k1.n), TS_OK);
-  CHECK_EQ_INT(apply_ok(env, d, TS_DURABLE), 6);
+  CHECK_EQ_INT(apply_ok(env, d, TS_DURABLE), 7);
   CHECK_EQ_INT(env_get(env, &k1).rc, TS_NOTFOUND);
   CHECK_EQ_INT(env_key_by_rowid(env, 3, &kx), TS_NOTFOUND);
   CHECK(!created_has(env, 3, NULL));
@@ -735,7 +747,7 @@ static void test_apply(void) {
   v = vint(5);
   CHECK_EQ_INT(ts_delta_put(d, k1.b, k1.n, &v, ts_delta_new_rowid(d), 1), TS_OK);
   ts_delta_rollback_to(d, 0);
-  CHECK_EQ_INT(apply_ok(env, d, TS_DURABLE), 7);
+  CHECK_EQ_INT(apply_ok(env, d, TS_DURABLE), 8);
   CHECK_EQ_INT(env_get(env, &k1).rc, TS_NOTFOUND);
   CHECK_EQ_INT(env_list(env, TS_DB_DATA, items, 16), 2);
 
@@ -751,30 +763,30 @@ static void test_apply(void) {
     CHECK_EQ_INT(ts_delta_put(d, kq.b, kq.n, &v, ts_delta_new_rowid(d), 1), TS_OK);
     CHECK_EQ_INT(ts_delta_put(d, kb.b, kb.n, &v, ts_delta_new_rowid(d), 1), TS_OK);
     CHECK_EQ_INT(ts_delta_put(d, ka.b, ka.n, &v, ts_delta_new_rowid(d), 1), TS_OK);
-    CHECK_EQ_INT(apply_ok(env, d, TS_DURABLE), 8);
+    CHECK_EQ_INT(apply_ok(env, d, TS_DURABLE), 9);
     g = env_get(env, &kq);
-    CHECK(g.rc == TS_OK && g.rowid == 5 && g.epoch == 8);
+    CHECK(g.rc == TS_OK && g.rowid == 6 && g.epoch == 9);
     g = env_get(env, &kb);
-    CHECK(g.rc == TS_OK && g.rowid == 6 && g.epoch == 8);
+    CHECK(g.rc == TS_OK && g.rowid == 7 && g.epoch == 9);
     g = env_get(env, &ka);
-    CHECK(g.rc == TS_OK && g.rowid == 7 && g.epoch == 8);
-    CHECK(created_has(env, 5, "k1"));
-    CHECK(created_has(env, 6, "b"));
-    CHECK(created_has(env, 7, "a"));
+    CHECK(g.rc == TS_OK && g.rowid == 8 && g.epoch == 9);
+    CHECK(created_has(env, 6, "k1"));
+    CHECK(created_has(env, 7, "b"));
+    CHECK(created_has(env, 8, "a"));
   }
   /* A PUT (not fresh) of a key that is not stored gets a new rowid too. */
   v = vint(11);
   CHECK_EQ_INT(ts_delta_put(d, k1.b, k1.n, &v, 3, 0), TS_OK);
-  CHECK_EQ_INT(apply_ok(env, d, TS_DURABLE), 9);
+  CHECK_EQ_INT(apply_ok(env, d, TS_DURABLE), 10);
   g = env_get(env, &k1);
-  CHECK(g.rc == TS_OK && g.rowid == 8 && g.epoch == 9 && g.i == 11);
-  CHECK_EQ_INT(env_key_by_rowid(env, 8, &kx), TS_OK);
+  CHECK(g.rc == TS_OK && g.rowid == 9 && g.epoch == 10 && g.i == 11);
+  CHECK_EQ_INT(env_key_by_rowid(env, 9, &kx), TS_OK);
   CHECK_EQ_INT(env_list(env, TS_DB_CREATED, items, 16), 6);
   CHECK_EQ_INT(env_list(env, TS_DB_ROWIDS, items, 16), 6);
   ts_env_close(env);
   {
     rawmeta m = raw_meta(p);
-    CHECK(m.ok && m.last_epoch == 9 && m.next_rowid == 9);
+    CHECK(m.ok && m.last_epoch == 10 && m.next_rowid == 10);
   }
   ts_delta_free(d);
   tmp_drop(root);

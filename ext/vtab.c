@@ -701,6 +701,9 @@ static int ts_row_put(ts_vtab *vt, const unsigned char *key, size_t nkey,
   } else {
     r = ts_delta_new_rowid(vt->delta);
   }
+  /* a moved row replaces the key it lands on: delete that key first, so
+  ** the row is created again with a new creation number */
+  if (rc == TS_OK && fresh_always && ts_delta_del(vt->delta, key, nkey)) return SQLITE_NOMEM;
   if (ts_delta_put(vt->delta, key, nkey, val, r, fresh)) return SQLITE_NOMEM;
   *rowid = (sqlite3_int64)r;
   return SQLITE_OK;

@@ -791,15 +791,32 @@ int ts_lcur_step(ts_lcur *c, int desc, ts_err *err) {
   return ts_lcur_settle(c, rc, err);
 }
 
+/* An index entry that a write transaction adds at its end (see
+** ts_wtxn_index_flush); its key bytes are in ts_wtxn.add_keys. */
+typedef struct ts_index_add ts_index_add;
+struct ts_index_add {
+  uint64_t nsid, rowid;
+  size_t off, nkey, nns;     /* the encoded key in add_keys, its ns length */
+};
+
 /* An open write transaction, as ts_env_write hands it to its callback,
 ** with the namespace id of the last namespace touched (changes come in key
-** order, so consecutive ones mostly share it). */
+** order, so consecutive ones mostly share it), an upper bound of the data
+** keys (a change above it is new and is appended, with no lookup), and the
+** index entries to add, sorted and appended at the end. */
 struct ts_wtxn {
   ts_env *env;
   MDB_txn *txn;
   unsigned char ns[TS_LMDB_KEY_MAX];
   size_t nns;
   uint64_t nsid;             /* 0: ns not looked up yet */
+  int tail_known;            /* tail holds an upper bound of the data keys */
+  unsigned char tail[TS_LMDB_KEY_MAX];
+  size_t ntail;              /* 0 with tail_known: the data db is empty */
+  ts_index_add *adds;
+  size_t nadds, cap_adds;
+  unsigned char *add_keys;
+  size_t nadd_keys, cap_add_keys;
 };
 
 /* Commit lock of an environment (writers of this process). */
@@ -863,33 +880,159 @@ static int ts_wtxn_nsid(ts_wtxn *w, const unsigned char *key, size_t nkey,
   return 0;
 }
 
-/* Add (add=1) or remove a key's creation-index and rowid-index entries. */
+/* Remember a key's creation-index and rowid-index entries for the end of
+** the transaction (the key bytes are copied). */
+static int ts_wtxn_index_defer(ts_wtxn *w, const unsigned char *key,
+                               size_t nkey, size_t nns, uint64_t nsid,
+                               uint64_t rowid) {
+  ts_index_add *a;
+  if (w->nadds == w->cap_adds) {
+    size_t cap = w->cap_adds ? 2 * w->cap_adds : 256;
+    ts_index_add *grown = realloc(w->adds, cap * sizeof(*grown));
+    if (!grown) return ENOMEM;
+    w->adds = grown;
+    w->cap_adds = cap;
+  }
+  if (w->cap_add_keys - w->nadd_keys < nkey) {
+    size_t cap = w->cap_add_keys ? 2 * w->cap_add_keys : 16384;
+    unsigned char *grown;
+    while (cap - w->nadd_keys < nkey) cap *= 2;
+    grown = realloc(w->add_keys, cap);
+    if (!grown) return ENOMEM;
+    w->add_keys = grown;
+    w->cap_add_keys = cap;
+  }
+  a = &w->adds[w->nadds++];
+  a->nsid = nsid;
+  a->rowid = rowid;
+  a->off = w->nadd_keys;
+  a->nkey = nkey;
+  a->nns = nns;
+  memcpy(w->add_keys + w->nadd_keys, key, nkey);
+  w->nadd_keys += nkey;
+  return 0;
+}
+
+/* Deferred index entries by rowid, and by (namespace id, rowid). */
+static int ts_index_add_by_rowid(const void *a, const void *b) {
+  const ts_index_add *x = a, *y = b;
+  return x->rowid < y->rowid ? -1 : x->rowid > y->rowid;
+}
+static int ts_index_add_by_created(const void *a, const void *b) {
+  const ts_index_add *x = a, *y = b;
+  if (x->nsid != y->nsid) return x->nsid < y->nsid ? -1 : 1;
+  return ts_index_add_by_rowid(a, b);
+}
+
+/* Put sorted fixed-size keys into db, appending those above its last key
+** (LMDB then fills pages completely and compares no keys). */
+static int ts_wtxn_put_sorted(ts_wtxn *w, MDB_dbi db, ts_index_add *adds,
+                              size_t n, int created) {
+  MDB_cursor *cur;
+  MDB_val k, v;
+  unsigned char last[16], ck[16];
+  size_t nlast = 0, nk = created ? 16 : 8;
+  int rc = mdb_cursor_open(w->txn, db, &cur);
+  if (rc) return rc;
+  rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+  if (rc == 0 && k.mv_size == nk) {
+    memcpy(last, k.mv_data, nk);
+    nlast = nk;
+  } else if (rc == 0 || rc == MDB_NOTFOUND) {
+    rc = 0;
+  }
+  qsort(adds, n, sizeof(*adds), created ? ts_index_add_by_created : ts_index_add_by_rowid);
+  for (size_t i = 0; i < n && !rc; i++) {
+    const unsigned char *key = w->add_keys + adds[i].off;
+    int append;
+    ts_be64_put(ck, created ? adds[i].nsid : adds[i].rowid);
+    ts_be64_put(ck + 8, adds[i].rowid);
+    k.mv_size = nk;
+    k.mv_data = created ? ck : ck + 8;
+    v.mv_size = created ? adds[i].nkey - adds[i].nns : adds[i].nkey;
+    v.mv_data = (void *)(created ? key + adds[i].nns : key);
+    append = !nlast || memcmp(k.mv_data, last, nk) > 0;
+    rc = mdb_cursor_put(cur, &k, &v, append ? MDB_APPEND : 0);
+    if (!rc && append) {
+      memcpy(last, k.mv_data, nk);
+      nlast = nk;
+    }
+  }
+  mdb_cursor_close(cur);
+  return rc;
+}
+
+/* Add the deferred index entries: each index in its own key order. */
+static int ts_wtxn_index_flush(ts_wtxn *w) {
+  int rc;
+  if (!w->nadds) return 0;
+  rc = ts_wtxn_put_sorted(w, w->env->dbi_rowids, w->adds, w->nadds, 0);
+  if (!rc) rc = ts_wtxn_put_sorted(w, w->env->dbi_created, w->adds, w->nadds, 1);
+  w->nadds = 0;
+  w->nadd_keys = 0;
+  return rc;
+}
+
+/* Add (add=1: deferred to the transaction's end) or remove a key's
+** creation-index and rowid-index entries.  A removal first adds what was
+** deferred, so the two always apply in the order they were asked. */
 static int ts_wtxn_index(ts_wtxn *w, const unsigned char *key, size_t nkey,
                          uint64_t rowid, int add) {
   unsigned char ck[16];
   size_t nns = ts_key_ns_len(key, nkey);
-  MDB_val k = {16, ck}, v = {nkey - nns, (void *)(key + nns)};
+  MDB_val k = {16, ck};
   uint64_t nsid;
   int rc = ts_wtxn_nsid(w, key, nkey, add, &nsid);
   if (rc) return rc;
+  if (add) return ts_wtxn_index_defer(w, key, nkey, nns, nsid, rowid);
+  rc = ts_wtxn_index_flush(w);
+  if (rc) return rc;
   ts_be64_put(ck, nsid);
   ts_be64_put(ck + 8, rowid);
-  rc = add ? mdb_put(w->txn, w->env->dbi_created, &k, &v, 0) : mdb_del(w->txn, w->env->dbi_created, &k, NULL);
+  rc = mdb_del(w->txn, w->env->dbi_created, &k, NULL);
   if (rc && rc != MDB_NOTFOUND) return rc;
   k.mv_size = 8;
   k.mv_data = ck + 8;
-  v.mv_size = nkey;
-  v.mv_data = (void *)key;
-  rc = add ? mdb_put(w->txn, w->env->dbi_rowids, &k, &v, 0) : mdb_del(w->txn, w->env->dbi_rowids, &k, NULL);
+  rc = mdb_del(w->txn, w->env->dbi_rowids, &k, NULL);
   return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-/* Apply a resolved change with its indexes. */
+/* Is key above every data key of the transaction (so absent)?  The bound
+** is read once per transaction and rises with each appended key. */
+static int ts_wtxn_above_tail(ts_wtxn *w, const unsigned char *key, size_t nkey,
+                              int *above) {
+  size_t n;
+  int c;
+  if (!w->tail_known) {
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc = mdb_cursor_open(w->txn, w->env->dbi_data, &cur);
+    if (rc) return rc;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    if (rc == 0 && k.mv_size > sizeof(w->tail)) rc = MDB_CORRUPTED;
+    if (rc == 0) {
+      memcpy(w->tail, k.mv_data, k.mv_size);
+      w->ntail = k.mv_size;
+    }
+    mdb_cursor_close(cur);
+    if (rc && rc != MDB_NOTFOUND) return rc;
+    w->tail_known = 1;
+  }
+  n = nkey < w->ntail ? nkey : w->ntail;
+  c = n ? memcmp(key, w->tail, n) : 0;
+  *above = c > 0 || (c == 0 && nkey > w->ntail);
+  return 0;
+}
+
+/* Apply a resolved change with its indexes.  A key above every stored key
+** (a bulk load in key order) needs no lookup and is appended. */
 int ts_wtxn_change(ts_wtxn *w, const ts_change *c) {
   MDB_val k = {c->nkey, (void *)c->key}, v;
   ts_record old;
-  int rc = ts_wtxn_get(w, c->key, c->nkey, &old);
-  int exists = rc == 0;
+  int above, exists, rc = ts_wtxn_above_tail(w, c->key, c->nkey, &above);
+  if (rc) return rc;
+  rc = above ? MDB_NOTFOUND : ts_wtxn_get(w, c->key, c->nkey, &old);
+  exists = rc == 0;
   if (rc && rc != MDB_NOTFOUND) return rc;
   rc = 0;
   if (c->op == TS_OP_DEL) {
@@ -901,9 +1044,13 @@ int ts_wtxn_change(ts_wtxn *w, const ts_change *c) {
   if (!rc && (!exists || old.rowid != c->rowid)) rc = ts_wtxn_index(w, c->key, c->nkey, c->rowid, 1);
   if (rc) return rc;
   v.mv_size = ts_record_size(&c->value);
-  rc = mdb_put(w->txn, w->env->dbi_data, &k, &v, MDB_RESERVE);
+  rc = mdb_put(w->txn, w->env->dbi_data, &k, &v, MDB_RESERVE | (above ? MDB_APPEND : 0));
   if (rc) return rc;
   ts_record_encode(v.mv_data, c->rowid, c->epoch, &c->value);
+  if (above) {
+    memcpy(w->tail, c->key, c->nkey);
+    w->ntail = c->nkey;
+  }
   return 0;
 }
 
@@ -971,6 +1118,10 @@ int ts_wtxn_copy_from(ts_wtxn *w, ts_snap *src) {
   static const ts_db_id dbs[] = {TS_DB_DATA, TS_DB_NAMESPACES, TS_DB_CREATED, TS_DB_ROWIDS};
   static const char *const nums[] = {"last_epoch", "next_rowid", "next_nsid"};
   int rc = 0;
+  /* the copy replaces what this transaction wrote so far */
+  w->nadds = w->nadd_keys = 0;
+  w->tail_known = 0;
+  w->nsid = 0;
   for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]) && !rc; i++) rc = ts_wtxn_copy_db(w, src, dbs[i]);
   rc = rc ? rc : mdb_drop(w->txn, w->env->dbi_replay, 0);
   for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]) && !rc; i++) {
@@ -1112,6 +1263,7 @@ int ts_env_write(ts_env *env, ts_durability dur, size_t grow_hint,
     rc = mdb_txn_begin(env->mdb, NULL, 0, &w.txn);
     if (!rc) {
       rc = fn(ctx, &w);
+      if (!rc) rc = ts_wtxn_index_flush(&w);
       if (!rc && hooks && hooks->before_commit) rc = hooks->before_commit(hooks->ctx);
       if (!rc) {
         rc = mdb_txn_commit(w.txn);
@@ -1121,6 +1273,8 @@ int ts_env_write(ts_env *env, ts_durability dur, size_t grow_hint,
       }
     }
     ts_env_read_unlock(env);
+    free(w.adds);
+    free(w.add_keys);
     if (dur != TS_DURABLE) ts_env_sync_flags(env, 0);
     if (rc == MDB_MAP_RESIZED) {
       rc = ts_env_remap(env, 0);

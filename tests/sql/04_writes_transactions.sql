@@ -53,8 +53,11 @@ SELECT changes();
 -- an UPDATE that renames onto an existing key is a UNIQUE failure, unless
 -- OR REPLACE
 UPDATE kv SET key = 'c' WHERE primary_namespace = 'w' AND secondary_namespace = '' AND key = 'a';
+CREATE TEMP TABLE c_before AS SELECT rowid AS r FROM kv WHERE primary_namespace = 'w' AND secondary_namespace = '' AND key = 'c';
 UPDATE OR REPLACE kv SET key = 'c' WHERE primary_namespace = 'w' AND secondary_namespace = '' AND key = 'a';
 SELECT key, value FROM kv WHERE primary_namespace = 'w' AND secondary_namespace = '';
+-- the moved row is a new key: a new creation number, above the one 'c' had
+SELECT (SELECT rowid FROM kv WHERE primary_namespace = 'w' AND secondary_namespace = '' AND key = 'c') > (SELECT r FROM c_before);
 
 -- DELETE removes; deleting a key that is not there is not an error.
 DELETE FROM kv WHERE primary_namespace = 'w' AND secondary_namespace = '' AND key = 'e';

@@ -57,6 +57,7 @@ struct ts_vtab {
   ts_store *store;
   ts_delta *delta;
   int synced;            /* xSync flushed this transaction's delta */
+  int utf8;              /* the database stores text as UTF-8 */
 };
 
 typedef struct ts_vcursor ts_vcursor;
@@ -101,6 +102,19 @@ static int ts_vtab_error(ts_vtab *vt, int rc, const char *fmt, ...) {
   return rc;
 }
 
+/* Does the connection store text as UTF-8 (PRAGMA encoding)? */
+static int ts_db_is_utf8(sqlite3 *db) {
+  sqlite3_stmt *st;
+  int utf8 = 0;
+  if (sqlite3_prepare_v2(db, "PRAGMA encoding", -1, &st, NULL) != SQLITE_OK) return 0;
+  if (sqlite3_step(st) == SQLITE_ROW) {
+    const unsigned char *e = sqlite3_column_text(st, 0);
+    utf8 = e && sqlite3_stricmp((const char *)e, "UTF-8") == 0;
+  }
+  sqlite3_finalize(st);
+  return utf8;
+}
+
 /* Shared body of xCreate and xConnect: parse, open the store, declare. */
 static int ts_vtab_init(sqlite3 *db, void *aux, int argc, const char *const *argv,
                         sqlite3_vtab **out, char **errmsg) {
@@ -142,6 +156,7 @@ static int ts_vtab_init(sqlite3 *db, void *aux, int argc, const char *const *arg
   if (rc == SQLITE_OK) {
     vt->delta = ts_delta_new();
     if (!vt->delta) rc = SQLITE_NOMEM;
+    vt->utf8 = ts_db_is_utf8(db);
   }
   if (rc == SQLITE_OK) {
     sqlite3_vtab_config(db, SQLITE_VTAB_CONSTRAINT_SUPPORT, 1);
@@ -605,6 +620,16 @@ static int ts_vtab_rowid(sqlite3_vtab_cursor *cur, sqlite3_int64 *rowid) {
 ** Writes.
 */
 
+/* The UTF-8 bytes of a TEXT value (NULL when out of memory, or for an
+** empty text).  In a UTF-8 database sqlite3_value_blob hands them out as
+** they are, where sqlite3_value_text would first copy them to add a NUL
+** (text bound with its length has none). */
+static const unsigned char *ts_text_bytes(ts_vtab *vt, sqlite3_value *v, size_t *n) {
+  const unsigned char *p = vt->utf8 ? sqlite3_value_blob(v) : sqlite3_value_text(v);
+  *n = (size_t)sqlite3_value_bytes(v);
+  return p;
+}
+
 /* Read one name column of a new row: NULL means '' for the namespaces;
 ** anything but TEXT is refused. */
 static int ts_row_name(ts_vtab *vt, sqlite3_value *v, const char *col, int required,
@@ -622,8 +647,8 @@ static int ts_row_name(ts_vtab *vt, sqlite3_value *v, const char *col, int requi
     static const char *const types[] = {"", "INTEGER", "REAL", "TEXT", "BLOB"};
     return ts_vtab_error(vt, SQLITE_CONSTRAINT, "%s must be TEXT, not %s", col, types[t]);
   }
-  out->p = (const char *)sqlite3_value_text(v);
-  out->n = (size_t)sqlite3_value_bytes(v);
+  out->p = (const char *)ts_text_bytes(vt, v, &out->n);
+  if (!out->p && !out->n) out->p = "";
   return out->p ? SQLITE_OK : SQLITE_NOMEM;
 }
 
@@ -646,8 +671,8 @@ static int ts_row_prepare(ts_vtab *vt, sqlite3_value **cols, unsigned char *buf,
     case SQLITE_INTEGER: val->i = sqlite3_value_int64(cols[TS_COL_VALUE]); break;
     case SQLITE_FLOAT: val->f = sqlite3_value_double(cols[TS_COL_VALUE]); break;
     case SQLITE_TEXT:
-      val->p = sqlite3_value_text(cols[TS_COL_VALUE]);
-      val->n = (size_t)sqlite3_value_bytes(cols[TS_COL_VALUE]);
+      val->p = ts_text_bytes(vt, cols[TS_COL_VALUE], &val->n);
+      if (!val->p && val->n) return SQLITE_NOMEM;
       break;
     default:
       val->p = sqlite3_value_blob(cols[TS_COL_VALUE]);

@@ -80,6 +80,18 @@ struct ts_delta_undo {
   ts_value value;
 };
 
+/* The path of the last search: an INSERT looks its key up and then writes
+** it, and the write reuses the path instead of searching again.  Valid
+** while the list keeps the shape it had (no node linked since). */
+typedef struct ts_delta_finger ts_delta_finger;
+struct ts_delta_finger {
+  uint64_t shape;               /* ts_delta.shape when taken; 0: none */
+  ts_delta_node *hit;           /* the node holding the key, or NULL */
+  ts_delta_node *upd[TS_DELTA_MAX_LEVEL];
+  size_t nkey;
+  unsigned char key[TS_ENC_KEY_MAX];
+};
+
 /* A savepoint mark: SQLite's level and the undo-log length when set. */
 struct ts_delta_mark {
   int level;
@@ -95,6 +107,9 @@ struct ts_delta {
   size_t count;                 /* entries whose op is not NONE */
   size_t bytes;                 /* key and value bytes copied into the arena */
   uint64_t generation;          /* bumped by reset */
+  uint64_t shape;               /* bumped when a node is linked, and by reset */
+  ts_delta_finger *finger;      /* a cache, so lookups through a const
+                                ** delta may update it */
   int refs;                     /* owners: the table and its open cursors */
   uint64_t next_rowid;          /* provisional rowids handed out so far */
   ts_delta_node **by_rowid;     /* [r - TS_ROWID_PROVISIONAL - 1] -> node */
@@ -210,6 +225,24 @@ static ts_delta_node *delta_search(const ts_delta *d, const unsigned char *key,
   return NULL;
 }
 
+/* delta_search through the finger: the same key as the last search on an
+** unchanged list costs a copy of its path. */
+static ts_delta_node *delta_find(const ts_delta *d, const unsigned char *key,
+                                 size_t nkey, ts_delta_node **upd) {
+  ts_delta_finger *f = d->finger;
+  if (f->shape == d->shape && f->nkey == nkey && memcmp(f->key, key, nkey) == 0) {
+    if (upd != NULL) memcpy(upd, f->upd, (size_t)d->level * sizeof(*upd));
+    return f->hit;
+  }
+  if (nkey > sizeof(f->key)) return delta_search(d, key, nkey, upd);
+  f->hit = delta_search(d, key, nkey, f->upd);
+  f->shape = d->shape;
+  f->nkey = nkey;
+  memcpy(f->key, key, nkey);
+  if (upd != NULL) memcpy(upd, f->upd, (size_t)d->level * sizeof(*upd));
+  return f->hit;
+}
+
 /* Link a new NONE entry for key (copied) after the nodes in upd, as found
 ** by delta_search.  NULL when out of memory; the list is then unchanged. */
 static ts_delta_node *delta_insert(ts_delta *d, const unsigned char *key,
@@ -229,6 +262,7 @@ static ts_delta_node *delta_insert(ts_delta *d, const unsigned char *key,
   n->e.nkey = nkey;
   for (i = d->level; i < level; i++) upd[i] = d->head;
   if (level > d->level) d->level = level;
+  d->shape++;
   for (i = 0; i < level; i++) {
     n->next[i] = upd[i]->next[i];
     upd[i]->next[i] = n;
@@ -299,13 +333,17 @@ ts_delta *ts_delta_new(void) {
   if (d == NULL) return NULL;
   d->head = calloc(1, sizeof(*d->head) +
                           TS_DELTA_MAX_LEVEL * sizeof(d->head->next[0]));
-  if (d->head == NULL) {
+  d->finger = calloc(1, sizeof(*d->finger));
+  if (d->head == NULL || d->finger == NULL) {
+    free(d->head);
+    free(d->finger);
     free(d);
     return NULL;
   }
   d->level = 1;
   d->rng = 0x9E3779B97F4A7C15ULL;
   d->generation = 1;
+  d->shape = 1;
   d->refs = 1;
   return d;
 }
@@ -327,6 +365,7 @@ void ts_delta_free(ts_delta *d) {
   if (d == NULL || --d->refs > 0) return;
   delta_arena_free(d);
   free(d->head);
+  free(d->finger);
   free(d->by_rowid);
   free(d->undo);
   free(d->marks);
@@ -343,6 +382,7 @@ void ts_delta_reset(ts_delta *d) {
   d->count = 0;
   d->bytes = 0;
   d->generation++;
+  d->shape++;
   /* only the slots handed out hold pointers; a large array (a big
   ** transaction's) goes back to the allocator instead */
   if (d->n_by_rowid > TS_DELTA_KEEP_SLOTS) {
@@ -383,7 +423,7 @@ size_t ts_delta_bytes(const ts_delta *d) {
 int ts_delta_put(ts_delta *d, const unsigned char *key, size_t nkey,
                  const ts_value *v, uint64_t rowid, int fresh) {
   ts_delta_node *upd[TS_DELTA_MAX_LEVEL];
-  ts_delta_node *n = delta_search(d, key, nkey, upd);
+  ts_delta_node *n = delta_find(d, key, nkey, upd);
   ts_value val = *v;
   size_t slot;
   int rc, again;
@@ -428,7 +468,7 @@ int ts_delta_put(ts_delta *d, const unsigned char *key, size_t nkey,
 ** transaction's own creation of a key the store did not have. */
 int ts_delta_del(ts_delta *d, const unsigned char *key, size_t nkey) {
   ts_delta_node *upd[TS_DELTA_MAX_LEVEL];
-  ts_delta_node *n = delta_search(d, key, nkey, upd);
+  ts_delta_node *n = delta_find(d, key, nkey, upd);
   int rc = delta_undo_reserve(d);
   int again = n == NULL || n->e.op == TS_OP_NONE || !n->e.fresh || n->e.again;
   if (rc != TS_OK) return rc;
@@ -443,7 +483,7 @@ int ts_delta_del(ts_delta *d, const unsigned char *key, size_t nkey) {
 ** asks the tiers). */
 const ts_delta_entry *ts_delta_get(const ts_delta *d, const unsigned char *key,
                                    size_t nkey) {
-  const ts_delta_node *n = delta_search(d, key, nkey, NULL);
+  const ts_delta_node *n = delta_find(d, key, nkey, NULL);
   return n != NULL && n->e.op != TS_OP_NONE ? &n->e : NULL;
 }
 

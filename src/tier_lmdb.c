@@ -834,13 +834,6 @@ int ts_wtxn_meta_put(ts_wtxn *w, const char *name, uint64_t v) {
   return ts_meta_put_u64(w->txn, w->env, name, v);
 }
 
-int ts_wtxn_get(ts_wtxn *w, const unsigned char *key, size_t nkey, ts_record *rec) {
-  MDB_val k = {nkey, (void *)key}, v;
-  int rc = mdb_get(w->txn, w->env->dbi_data, &k, &v);
-  if (rc) return rc;
-  return ts_record_decode(v.mv_data, v.mv_size, rec) ? MDB_CORRUPTED : 0;
-}
-
 /* The id of key's namespace part, created when create is set.
 ** *id = 0 when absent and not created. */
 static int ts_wtxn_nsid(ts_wtxn *w, const unsigned char *key, size_t nkey,
@@ -913,6 +906,12 @@ static int ts_wtxn_index_defer(ts_wtxn *w, const unsigned char *key,
   return 0;
 }
 
+/* Order 64-bit numbers (qsort callback). */
+static int ts_u64_cmp(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
 /* Deferred index entries by rowid, and by (namespace id, rowid). */
 static int ts_index_add_by_rowid(const void *a, const void *b) {
   const ts_index_add *x = a, *y = b;
@@ -922,6 +921,73 @@ static int ts_index_add_by_created(const void *a, const void *b) {
   const ts_index_add *x = a, *y = b;
   if (x->nsid != y->nsid) return x->nsid < y->nsid ? -1 : 1;
   return ts_index_add_by_rowid(a, b);
+}
+
+/* Sort the deferred entries by rowid.  A commit's new rowids are nearly
+** consecutive, so they are placed by value when their range allows (no
+** comparisons); else qsort. */
+static int ts_index_sort_rowid(ts_index_add *a, size_t n) {
+  uint64_t lo = UINT64_MAX, hi = 0;
+  ts_index_add *slots;
+  unsigned char *used;
+  size_t range, k = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (a[i].rowid < lo) lo = a[i].rowid;
+    if (a[i].rowid > hi) hi = a[i].rowid;
+  }
+  if (n < 64 || hi - lo >= 4 * (uint64_t)n) {
+    qsort(a, n, sizeof(*a), ts_index_add_by_rowid);
+    return 0;
+  }
+  range = (size_t)(hi - lo) + 1;
+  slots = malloc(range * sizeof(*slots));
+  used = calloc(range, 1);
+  if (!slots || !used) {
+    free(slots);
+    free(used);
+    return ENOMEM;
+  }
+  for (size_t i = 0; i < n; i++) {
+    slots[a[i].rowid - lo] = a[i];
+    used[a[i].rowid - lo] = 1;
+  }
+  for (size_t r = 0; r < range; r++) {
+    if (used[r]) a[k++] = slots[r];
+  }
+  free(slots);
+  free(used);
+  return 0;
+}
+
+/* Reorder rowid-sorted entries by (namespace id, rowid): a commit touches
+** few namespaces, so one stable pass per namespace (into out) does it;
+** many namespaces fall back to qsort. */
+static int ts_index_sort_created(ts_index_add *a, size_t n) {
+  enum { FEW = 16 };
+  uint64_t ns[FEW];
+  size_t nns = 0, k = 0;
+  ts_index_add *out;
+  for (size_t i = 0; i < n && nns <= FEW; i++) {
+    size_t j = 0;
+    while (j < nns && ns[j] != a[i].nsid) j++;
+    if (j == nns && nns++ < FEW) ns[j] = a[i].nsid;
+  }
+  if (nns > FEW) {
+    qsort(a, n, sizeof(*a), ts_index_add_by_created);
+    return 0;
+  }
+  if (nns < 2) return 0;
+  out = malloc(n * sizeof(*out));
+  if (!out) return ENOMEM;
+  qsort(ns, nns, sizeof(ns[0]), ts_u64_cmp);
+  for (size_t j = 0; j < nns; j++) {
+    for (size_t i = 0; i < n; i++) {
+      if (a[i].nsid == ns[j]) out[k++] = a[i];
+    }
+  }
+  memcpy(a, out, n * sizeof(*a));
+  free(out);
+  return 0;
 }
 
 /* Put sorted fixed-size keys into db, appending those above its last key
@@ -941,7 +1007,7 @@ static int ts_wtxn_put_sorted(ts_wtxn *w, MDB_dbi db, ts_index_add *adds,
   } else if (rc == 0 || rc == MDB_NOTFOUND) {
     rc = 0;
   }
-  qsort(adds, n, sizeof(*adds), created ? ts_index_add_by_created : ts_index_add_by_rowid);
+  if (!rc) rc = created ? ts_index_sort_created(adds, n) : ts_index_sort_rowid(adds, n);
   for (size_t i = 0; i < n && !rc; i++) {
     const unsigned char *key = w->add_keys + adds[i].off;
     int append;
@@ -1024,6 +1090,16 @@ static int ts_wtxn_above_tail(ts_wtxn *w, const unsigned char *key, size_t nkey,
   return 0;
 }
 
+/* A stored record in the write transaction (MDB_NOTFOUND when absent); a
+** key above every data key is absent without a lookup. */
+int ts_wtxn_get(ts_wtxn *w, const unsigned char *key, size_t nkey, ts_record *rec) {
+  MDB_val k = {nkey, (void *)key}, v;
+  int above, rc = ts_wtxn_above_tail(w, key, nkey, &above);
+  if (!rc) rc = above ? MDB_NOTFOUND : mdb_get(w->txn, w->env->dbi_data, &k, &v);
+  if (rc) return rc;
+  return ts_record_decode(v.mv_data, v.mv_size, rec) ? MDB_CORRUPTED : 0;
+}
+
 /* Apply a resolved change with its indexes.  A key above every stored key
 ** (a bulk load in key order) needs no lookup and is appended. */
 int ts_wtxn_change(ts_wtxn *w, const ts_change *c) {
@@ -1031,7 +1107,7 @@ int ts_wtxn_change(ts_wtxn *w, const ts_change *c) {
   ts_record old;
   int above, exists, rc = ts_wtxn_above_tail(w, c->key, c->nkey, &above);
   if (rc) return rc;
-  rc = above ? MDB_NOTFOUND : ts_wtxn_get(w, c->key, c->nkey, &old);
+  rc = ts_wtxn_get(w, c->key, c->nkey, &old);
   exists = rc == 0;
   if (rc && rc != MDB_NOTFOUND) return rc;
   rc = 0;

@@ -9,6 +9,7 @@
 
 #include "tierstore_int.h"
 #include "check.h"
+#include "keys.h"
 
 /* A small deterministic PRNG so failures reproduce. */
 static uint64_t rng_state = 88172645463325252ULL;
@@ -21,10 +22,6 @@ static uint64_t rnd(void) {
 
 /* Shorthands for a NUL-terminated key and for values. */
 #define K(s) (const unsigned char *)(s), strlen(s)
-static ts_value vint(int64_t i) {
-  ts_value v = {TS_INTEGER, i, 0, NULL, 0};
-  return v;
-}
 static ts_value vtext(const char *s) {
   ts_value v = {TS_TEXT, 0, 0, s, strlen(s)};
   return v;

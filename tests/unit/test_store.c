@@ -18,6 +18,7 @@
 
 #include "tierstore_int.h"
 #include "check.h"
+#include "keys.h"
 
 /**************************************************************************
 ** Helpers.
@@ -76,21 +77,6 @@ static uint64_t flush_ok(ts_store *st, ts_delta *d) {
   return epoch;
 }
 
-/* An encoded key. */
-typedef struct ekey ekey;
-struct ekey {
-  unsigned char b[TS_ENC_KEY_MAX];
-  size_t n;
-};
-static ts_name nm(const char *s) {
-  ts_name r = {s, strlen(s)};
-  return r;
-}
-static ekey ek(const char *pns, const char *sns, const char *key) {
-  ekey k;
-  k.n = ts_key_encode(nm(pns), nm(sns), nm(key), k.b);
-  return k;
-}
 static ekey nsp(const char *pns, const char *sns) {
   ekey k;
   ts_name s = nm(sns ? sns : "");

@@ -21,6 +21,7 @@
 
 #include "tierstore_int.h"
 #include "check.h"
+#include "keys.h"
 
 /**************************************************************************
 ** Helpers.
@@ -57,25 +58,6 @@ static int dir_entries(const char *p) {
   return n;
 }
 
-/* An encoded key. */
-typedef struct ekey ekey;
-struct ekey {
-  unsigned char b[TS_ENC_KEY_MAX];
-  size_t n;
-};
-static ts_name nm(const char *s) {
-  ts_name r = {s, strlen(s)};
-  return r;
-}
-static ekey ek(const char *pns, const char *sns, const char *key) {
-  ekey k;
-  k.n = ts_key_encode(nm(pns), nm(sns), nm(key), k.b);
-  return k;
-}
-static ts_value vint(int64_t i) {
-  ts_value v = {TS_INTEGER, i, 0, NULL, 0};
-  return v;
-}
 static ts_value vflt(double f) {
   ts_value v = {TS_FLOAT, 0, f, NULL, 0};
   return v;

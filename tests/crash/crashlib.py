@@ -13,6 +13,8 @@ import sys
 
 PYTHON = "/usr/bin/python3"
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+from ondisk import decode_key, decode_record, encode_key  # noqa: E402
 SOURCE_ROOT = os.environ.get("TIERSTORE_SOURCE_ROOT") or os.path.dirname(os.path.dirname(HERE))
 BUILD_ROOT = os.environ.get("TIERSTORE_BUILD_ROOT") or os.path.join(SOURCE_ROOT, "build")
 EXT = os.environ.get("TIERSTORE_EXT") or os.path.join(BUILD_ROOT, "tierstore")
@@ -82,37 +84,6 @@ def write_line(text):
 
 # ---------------------------------------------------------------------------
 # Raw reading of an environment (SPEC 9 / README "On disk")
-
-TYPE_INT, TYPE_FLOAT, TYPE_TEXT, TYPE_BLOB = 1, 2, 3, 4
-
-
-def decode_key(k):
-    parts = bytes(k).split(b"\0", 2)
-    assert len(parts) == 3, "data key without two separators: %r" % (bytes(k),)
-    return tuple(p.decode("utf-8") for p in parts)
-
-
-def encode_key(t):
-    return b"\0".join(p.encode() for p in t)
-
-
-def decode_record(v):
-    v = bytes(v)
-    assert len(v) >= 17, "record shorter than its header: %r" % (v,)
-    rowid, epoch = struct.unpack(">QQ", v[:16])
-    t, payload = v[16], v[17:]
-    if t == TYPE_INT:
-        value = struct.unpack(">q", payload)[0]
-    elif t == TYPE_FLOAT:
-        value = struct.unpack(">d", payload)[0]
-    elif t == TYPE_TEXT:
-        value = payload.decode("utf-8")
-    elif t == TYPE_BLOB:
-        value = payload
-    else:
-        raise AssertionError("unknown value type %d" % t)
-    return rowid, epoch, value
-
 
 class Raw:
     """One environment read in one LMDB read transaction with python3-lmdb.

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 struct ts_env {
@@ -51,6 +52,8 @@ static ts_env *ts_registry = NULL;
 #define TS_PATH_MAX 4096       /* longest environment path handled */
 #define TS_RECORD_HEADER 17     /* rowid(8) epoch(8) type(1) */
 #define TS_GROW_ATTEMPTS 40
+#define TS_SETTLE_ATTEMPTS 2000 /* restarts of a read snapshot that caught a commit in flight */
+#define TS_SETTLE_WAIT_NS 100000 /* pause before each (0.2 s in all before giving up) */
 
 /* The dbi handle of a named database. */
 static MDB_dbi ts_env_dbi(const ts_env *env, ts_db_id db) {
@@ -500,24 +503,67 @@ static int ts_snap_holds(const ts_snap *s, const MDB_val *v) {
   return v->mv_size <= s->bytes;
 }
 
-/* Start or restart a read snapshot on the newest committed state. */
+/* Does the snapshot hold the commit its LMDB transaction id names?  LMDB
+** 0.9 reads the published id T, then copies meta page T & 1 unchecked: a
+** reader paused in between copies commit T+2 that a writer has written
+** there but not yet published (with 'durable', during the page's fsync),
+** and the next snapshot goes back to the published T+1.  A newest meta
+** page at most T+1 means page T & 1 still held T.  Read lock held. */
+static int ts_snap_settled(const ts_snap *s) {
+  MDB_envinfo info;
+  mdb_env_info(s->env->mdb, &info);
+  return info.me_last_txnid <= mdb_txn_id(s->txn) + 1;
+}
+
+/* Begin or renew the snapshot's LMDB transaction; *settled says whether it
+** holds the state its id names (see ts_snap_settled). */
+static int ts_snap_start(ts_snap *s, ts_env *env, int *settled) {
+  int rc;
+  ts_env_read_lock(env);
+  if (s->txn) {
+    rc = mdb_txn_renew(s->txn);
+  } else {
+    rc = mdb_txn_begin(env->mdb, NULL, MDB_RDONLY, &s->txn);
+    if (rc) s->txn = NULL;
+  }
+  if (rc == 0) {
+    s->live = 1;
+    *settled = ts_snap_settled(s);
+  }
+  ts_env_read_unlock(env);
+  return rc;
+}
+
+/* Pause before restarting a snapshot that met a commit in flight: its
+** writer publishes it as soon as its meta page is written. */
+static void ts_snap_settle_wait(void) {
+  struct timespec ts = {0, TS_SETTLE_WAIT_NS};
+  nanosleep(&ts, NULL);
+}
+
+/* Start or restart a read snapshot on the newest committed state; restart
+** it while it holds a commit its writer has not published yet. */
 int ts_snap_begin(ts_snap *s, ts_env *env, ts_err *err) {
-  for (int attempt = 0; attempt < TS_GROW_ATTEMPTS; attempt++) {
-    int rc;
+  int resized = 0, unsettled = 0;
+  for (;;) {
+    int settled = 0, rc;
     if (s->live) ts_snap_end(s);
     s->env = env;
-    ts_env_read_lock(env);
-    if (s->txn) {
-      rc = mdb_txn_renew(s->txn);
-    } else {
-      rc = mdb_txn_begin(env->mdb, NULL, MDB_RDONLY, &s->txn);
-      if (rc) s->txn = NULL;
-    }
-    ts_env_read_unlock(env);
-    if (rc == 0) {
-      s->live = 1;
+    rc = ts_snap_start(s, env, &settled);
+    if (rc == 0 && settled) {
       s->bytes = ts_env_used_bytes(env);
       return TS_OK;
+    }
+    if (rc == 0) {
+      if (++unsettled == TS_SETTLE_ATTEMPTS) {
+        ts_snap_end(s);
+        return ts_err_set(err, TS_IOERR,
+                          "LMDB environment '%s': read snapshots kept catching a commit in flight "
+                          "(is a program writing it without LMDB's lock?)",
+                          env->path);
+      }
+      ts_snap_settle_wait();
+      continue;
     }
     if (rc != MDB_MAP_RESIZED) {
       if (s->txn) {
@@ -526,6 +572,7 @@ int ts_snap_begin(ts_snap *s, ts_env *env, ts_err *err) {
       }
       return ts_env_fail(env, rc, "starting a read transaction", err);
     }
+    if (++resized == TS_GROW_ATTEMPTS) break;
     rc = ts_env_remap(env, 0);
     if (rc) return ts_env_fail(env, rc, "adopting the grown map size", err);
   }

@@ -89,6 +89,8 @@ class RawWatcher(threading.Thread):
                 try:
                     p_env, p_meta, p_data = env(self.primary)
                     with p_env.begin() as txn:
+                        if p_env.info()["last_txnid"] > txn.id() + 1:
+                            continue    # a commit in flight: begin again (README)
                         p_epoch = struct.unpack(">Q", txn.get(b"last_epoch", db=p_meta))[0]
                         groups = {}
                         cur = txn.cursor(db=p_data)

@@ -4,7 +4,8 @@
 ** and unmade, the registry by device and inode), metadata, applying deltas
 ** (epochs, rowids, the creation and rowid indexes), record round trips,
 ** map growth from the minimum size with cursors that survive a remap, sync
-** and the LMDB/errno error mapping.
+** and the LMDB/errno error mapping, and snapshots that never take a commit
+** its writer has not published.
 **
 ** Every test makes its own directory under /tmp and removes it at the end.
 */
@@ -12,11 +13,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tierstore_int.h"
@@ -1312,6 +1316,125 @@ static void test_seek_sync_errors(void) {
   tmp_drop(root);
 }
 
+/**************************************************************************
+** Snapshots never go back: a reader that took LMDB's published transaction
+** id T, then paused while two commits went by, must not be handed commit
+** T+2 while its writer has published only T+1 (durable: it is still in the
+** fsync of its meta page), or the next snapshot would go back to T+1.
+**
+** The pause happens inside LMDB (between reading the id and copying the
+** meta page of its parity), so the test replays it through lock.mdb: it
+** sets the published id back to T, as the paused reader read it, and
+** publishes T+1 a little later from another thread.
+*/
+
+/* The published transaction id in lock.mdb of LMDB 0.9 on Linux (magic,
+** format, reader mutex, then the id), or NULL when the layout differs. */
+static volatile uint64_t *lock_txnid(const char *env_path, uint64_t expect,
+                                     void **map) {
+  char q[1024];
+  size_t off = 8 + sizeof(pthread_mutex_t);
+  uint32_t magic = 0;
+  int fd = open(pj(q, sizeof(q), env_path, "lock.mdb"), O_RDWR);
+  *map = MAP_FAILED;
+  if (fd < 0) return NULL;
+  *map = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  close(fd);
+  if (*map == MAP_FAILED) return NULL;
+  memcpy(&magic, *map, 4);
+  if (magic != 0xBEEFC0DEu || *(volatile uint64_t *)((char *)*map + off) != expect) return NULL;
+  return (volatile uint64_t *)((char *)*map + off);
+}
+
+/* The LMDB transaction id of a new snapshot, and its last epoch. */
+static uint64_t snap_txnid(ts_env *env, uint64_t *epoch) {
+  ts_snap s = {0};
+  ts_err err = {0, {0}};
+  uint64_t id = 0;
+  CHECK_EQ_INT(ts_snap_begin(&s, env, &err), TS_OK);
+  if (s.txn) id = mdb_txn_id(s.txn);
+  ts_env_read_lock(env);
+  CHECK_EQ_INT(ts_snap_last_epoch(&s, epoch, &err), TS_OK);
+  ts_env_read_unlock(env);
+  ts_snap_free(&s);
+  return id;
+}
+
+/* A writer that publishes its commit after a pause. */
+typedef struct publisher publisher;
+struct publisher {
+  volatile uint64_t *txnid;
+  uint64_t value;
+};
+static void *publish_later(void *arg) {
+  publisher *p = arg;
+  struct timespec ts = {0, 10 * 1000 * 1000};
+  nanosleep(&ts, NULL);
+  __atomic_store_n(p->txnid, p->value, __ATOMIC_SEQ_CST);
+  return NULL;
+}
+
+static void test_snapshot_in_flight(void) {
+  char root[64], p[1024];
+  ts_env *env = NULL;
+  ts_err err = {0, {0}};
+  ts_delta *d = ts_delta_new();
+  ts_value v = vint(7);
+  ekey k = ek("ns", "", "k");
+  volatile uint64_t *txnid;
+  void *map;
+  uint64_t top, e1 = 0, e2 = 0, e3 = 0;
+  publisher pub;
+  pthread_t th;
+
+  tmp_new(root, sizeof(root));
+  pj(p, sizeof(p), root, "env");
+  CHECK_EQ_INT(ts_env_open(p, 0, &env, &err), TS_OK);
+  for (int i = 1; i <= 3; i++) {
+    CHECK_EQ_INT(ts_delta_put(d, k.b, k.n, &v, ts_delta_new_rowid(d), 1), TS_OK);
+    CHECK_EQ_INT(apply_ok(env, d, TS_DURABLE), i);
+  }
+  top = snap_txnid(env, &e1);
+  CHECK_EQ_INT(e1, 3);
+  txnid = lock_txnid(p, top, &map);
+  if (!txnid) {
+    printf("test_snapshot_in_flight: skipped (lock.mdb layout not LMDB 0.9 on Linux)\n");
+  } else {
+    /* the paused reader read T = top - 2; the writer of top publishes
+    ** top - 1 meanwhile and is still writing its own meta page */
+    *txnid = top - 2;
+    pub.txnid = txnid;
+    pub.value = top - 1;
+    CHECK_EQ_INT(pthread_create(&th, NULL, publish_later, &pub), 0);
+    snap_txnid(env, &e1);
+    pthread_join(th, NULL);
+    snap_txnid(env, &e2);
+    CHECK_EQ_INT(e1, 2);           /* not the unpublished commit */
+    CHECK(e1 <= e2);               /* and so never back */
+    CHECK_EQ_INT(e2, 2);
+    /* a published id that never catches up (a writer without LMDB's lock):
+    ** a clear error after a bounded wait, the handle left reusable */
+    {
+      ts_snap s = {0};
+      *txnid = top - 2;
+      CHECK_EQ_INT(ts_snap_begin(&s, env, &err), TS_IOERR);
+      CHECK(starts_with(err.msg, "tierstore: "));
+      CHECK_STR_HAS(err.msg, "commit in flight");
+      CHECK(!s.live);
+      *txnid = top;                /* the writer published its commit */
+      CHECK_EQ_INT(ts_snap_begin(&s, env, &err), TS_OK);
+      CHECK(s.txn && mdb_txn_id(s.txn) == top);
+      ts_snap_free(&s);
+    }
+    CHECK_EQ_INT(snap_txnid(env, &e3), top);
+    CHECK_EQ_INT(e3, 3);
+  }
+  if (map != MAP_FAILED) munmap(map, 4096);
+  ts_env_close(env);
+  ts_delta_free(d);
+  tmp_drop(root);
+}
+
 int main(void) {
   test_open_dirs();
   test_registry();
@@ -1321,5 +1444,6 @@ int main(void) {
   test_map_growth();
   test_lcur_across_growth();
   test_seek_sync_errors();
+  test_snapshot_in_flight();
   return CHECK_DONE();
 }

@@ -843,7 +843,8 @@ int ts_lcur_step(ts_lcur *c, int desc, ts_err *err) {
 typedef struct ts_index_add ts_index_add;
 struct ts_index_add {
   uint64_t nsid, rowid;
-  size_t off, nkey, nns;     /* the encoded key in add_keys, its ns length */
+  size_t off;                /* the encoded key in add_keys */
+  uint16_t nkey, nns;        /* its length and its namespace part's */
 };
 
 /* An open write transaction, as ts_env_write hands it to its callback,
@@ -946,8 +947,8 @@ static int ts_wtxn_index_defer(ts_wtxn *w, const unsigned char *key,
   a->nsid = nsid;
   a->rowid = rowid;
   a->off = w->nadd_keys;
-  a->nkey = nkey;
-  a->nns = nns;
+  a->nkey = (uint16_t)nkey;
+  a->nns = (uint16_t)nns;
   memcpy(w->add_keys + w->nadd_keys, key, nkey);
   w->nadd_keys += nkey;
   return 0;
@@ -959,88 +960,82 @@ static int ts_u64_cmp(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
-/* Deferred index entries by rowid, and by (namespace id, rowid). */
-static int ts_index_add_by_rowid(const void *a, const void *b) {
-  const ts_index_add *x = a, *y = b;
+/* Deferred index entries i and j by rowid, and by (namespace id, rowid)
+** (qsort_r callbacks over an order of indexes into the entries). */
+static int ts_index_by_rowid(const void *i, const void *j, void *adds) {
+  const ts_index_add *x = (ts_index_add *)adds + *(const size_t *)i;
+  const ts_index_add *y = (ts_index_add *)adds + *(const size_t *)j;
   return x->rowid < y->rowid ? -1 : x->rowid > y->rowid;
 }
-static int ts_index_add_by_created(const void *a, const void *b) {
-  const ts_index_add *x = a, *y = b;
+static int ts_index_by_created(const void *i, const void *j, void *adds) {
+  const ts_index_add *x = (ts_index_add *)adds + *(const size_t *)i;
+  const ts_index_add *y = (ts_index_add *)adds + *(const size_t *)j;
   if (x->nsid != y->nsid) return x->nsid < y->nsid ? -1 : 1;
-  return ts_index_add_by_rowid(a, b);
+  return ts_index_by_rowid(i, j, adds);
 }
 
-/* Sort the deferred entries by rowid.  A commit's new rowids are nearly
-** consecutive, so they are placed by value when their range allows (no
-** comparisons); else qsort. */
-static int ts_index_sort_rowid(ts_index_add *a, size_t n) {
+/* The entries in rowid order, as indexes into a.  A commit's new rowids
+** are nearly consecutive, so they are placed by value when their range
+** allows (no comparisons); else qsort_r. */
+static int ts_index_order_rowid(const ts_index_add *a, size_t n, size_t *order) {
   uint64_t lo = UINT64_MAX, hi = 0;
-  ts_index_add *slots;
-  unsigned char *used;
-  size_t range, k = 0;
+  size_t *slot, range, k = 0;
   for (size_t i = 0; i < n; i++) {
     if (a[i].rowid < lo) lo = a[i].rowid;
     if (a[i].rowid > hi) hi = a[i].rowid;
+    order[i] = i;
   }
   if (n < 64 || hi - lo >= 4 * (uint64_t)n) {
-    qsort(a, n, sizeof(*a), ts_index_add_by_rowid);
+    qsort_r(order, n, sizeof(*order), ts_index_by_rowid, (void *)a);
     return 0;
   }
   range = (size_t)(hi - lo) + 1;
-  slots = malloc(range * sizeof(*slots));
-  used = calloc(range, 1);
-  if (!slots || !used) {
-    free(slots);
-    free(used);
-    return ENOMEM;
-  }
-  for (size_t i = 0; i < n; i++) {
-    slots[a[i].rowid - lo] = a[i];
-    used[a[i].rowid - lo] = 1;
-  }
+  slot = malloc(range * sizeof(*slot));
+  if (!slot) return ENOMEM;
+  memset(slot, 0xff, range * sizeof(*slot));   /* SIZE_MAX: no entry */
+  for (size_t i = 0; i < n; i++) slot[a[i].rowid - lo] = i;
   for (size_t r = 0; r < range; r++) {
-    if (used[r]) a[k++] = slots[r];
+    if (slot[r] != SIZE_MAX) order[k++] = slot[r];
   }
-  free(slots);
-  free(used);
+  free(slot);
   return 0;
 }
 
-/* Reorder rowid-sorted entries by (namespace id, rowid): a commit touches
-** few namespaces, so one stable pass per namespace (into out) does it;
-** many namespaces fall back to qsort. */
-static int ts_index_sort_created(ts_index_add *a, size_t n) {
+/* Turn a rowid order into a (namespace id, rowid) order: a commit touches
+** few namespaces, so one stable pass per namespace does it; many
+** namespaces fall back to qsort_r. */
+static int ts_index_order_created(const ts_index_add *a, size_t n, size_t *order) {
   enum { FEW = 16 };
   uint64_t ns[FEW];
-  size_t nns = 0, k = 0;
-  ts_index_add *out;
+  size_t nns = 0, k = 0, *by_ns;
   for (size_t i = 0; i < n && nns <= FEW; i++) {
     size_t j = 0;
     while (j < nns && ns[j] != a[i].nsid) j++;
     if (j == nns && nns++ < FEW) ns[j] = a[i].nsid;
   }
   if (nns > FEW) {
-    qsort(a, n, sizeof(*a), ts_index_add_by_created);
+    qsort_r(order, n, sizeof(*order), ts_index_by_created, (void *)a);
     return 0;
   }
   if (nns < 2) return 0;
-  out = malloc(n * sizeof(*out));
-  if (!out) return ENOMEM;
+  by_ns = malloc(n * sizeof(*by_ns));
+  if (!by_ns) return ENOMEM;
   qsort(ns, nns, sizeof(ns[0]), ts_u64_cmp);
   for (size_t j = 0; j < nns; j++) {
     for (size_t i = 0; i < n; i++) {
-      if (a[i].nsid == ns[j]) out[k++] = a[i];
+      if (a[order[i]].nsid == ns[j]) by_ns[k++] = order[i];
     }
   }
-  memcpy(a, out, n * sizeof(*a));
-  free(out);
+  memcpy(order, by_ns, n * sizeof(*order));
+  free(by_ns);
   return 0;
 }
 
-/* Put sorted fixed-size keys into db, appending those above its last key
-** (LMDB then fills pages completely and compares no keys). */
-static int ts_wtxn_put_sorted(ts_wtxn *w, MDB_dbi db, ts_index_add *adds,
-                              size_t n, int created) {
+/* Put the entries, in the given order, into an index (created: the
+** creation index, else the rowid index), appending those above its last
+** key (LMDB then fills pages completely and compares no keys). */
+static int ts_wtxn_put_sorted(ts_wtxn *w, MDB_dbi db, const size_t *order,
+                              int created) {
   MDB_cursor *cur;
   MDB_val k, v;
   unsigned char last[16], ck[16];
@@ -1054,16 +1049,16 @@ static int ts_wtxn_put_sorted(ts_wtxn *w, MDB_dbi db, ts_index_add *adds,
   } else if (rc == 0 || rc == MDB_NOTFOUND) {
     rc = 0;
   }
-  if (!rc) rc = created ? ts_index_sort_created(adds, n) : ts_index_sort_rowid(adds, n);
-  for (size_t i = 0; i < n && !rc; i++) {
-    const unsigned char *key = w->add_keys + adds[i].off;
+  for (size_t i = 0; i < w->nadds && !rc; i++) {
+    const ts_index_add *a = &w->adds[order[i]];
+    const unsigned char *key = w->add_keys + a->off;
     int append;
-    ts_be64_put(ck, created ? adds[i].nsid : adds[i].rowid);
-    ts_be64_put(ck + 8, adds[i].rowid);
+    ts_be64_put(ck, created ? a->nsid : a->rowid);
+    ts_be64_put(ck + 8, a->rowid);
     k.mv_size = nk;
     k.mv_data = created ? ck : ck + 8;
-    v.mv_size = created ? adds[i].nkey - adds[i].nns : adds[i].nkey;
-    v.mv_data = (void *)(created ? key + adds[i].nns : key);
+    v.mv_size = created ? (size_t)(a->nkey - a->nns) : a->nkey;
+    v.mv_data = (void *)(created ? key + a->nns : key);
     append = !nlast || memcmp(k.mv_data, last, nk) > 0;
     rc = mdb_cursor_put(cur, &k, &v, append ? MDB_APPEND : 0);
     if (!rc && append) {
@@ -1077,10 +1072,16 @@ static int ts_wtxn_put_sorted(ts_wtxn *w, MDB_dbi db, ts_index_add *adds,
 
 /* Add the deferred index entries: each index in its own key order. */
 static int ts_wtxn_index_flush(ts_wtxn *w) {
+  size_t *order;
   int rc;
   if (!w->nadds) return 0;
-  rc = ts_wtxn_put_sorted(w, w->env->dbi_rowids, w->adds, w->nadds, 0);
-  if (!rc) rc = ts_wtxn_put_sorted(w, w->env->dbi_created, w->adds, w->nadds, 1);
+  order = malloc(w->nadds * sizeof(*order));
+  if (!order) return ENOMEM;
+  rc = ts_index_order_rowid(w->adds, w->nadds, order);
+  if (!rc) rc = ts_wtxn_put_sorted(w, w->env->dbi_rowids, order, 0);
+  if (!rc) rc = ts_index_order_created(w->adds, w->nadds, order);
+  if (!rc) rc = ts_wtxn_put_sorted(w, w->env->dbi_created, order, 1);
+  free(order);
   w->nadds = 0;
   w->nadd_keys = 0;
   return rc;

@@ -119,33 +119,36 @@ size_t ts_prefix_encode(ts_name pns, const ts_name *sns, unsigned char *out) {
   return n;
 }
 
+/* The first two 0x00 bytes of enc: *sep1 gets the first; returns the
+** second, or NULL when enc holds fewer than two. */
+static const unsigned char *ts_key_seps(const unsigned char *enc, size_t n,
+                                        const unsigned char **sep1) {
+  *sep1 = n ? memchr(enc, 0, n) : NULL;
+  return *sep1 ? memchr(*sep1 + 1, 0, n - (size_t)(*sep1 + 1 - enc)) : NULL;
+}
+
 /* Split enc at its first two 0x00 bytes into names pointing into enc;
 ** TS_CORRUPT when it holds fewer than two separators. */
 int ts_key_decode(const unsigned char *enc, size_t n, ts_name *pns,
                   ts_name *sns, ts_name *key) {
-  size_t ns = ts_key_ns_len(enc, n);
-  const unsigned char *sep;
+  const unsigned char *sep1;
+  const unsigned char *sep2 = ts_key_seps(enc, n, &sep1);
 
-  if (ns == 0) return TS_CORRUPT;
-  sep = memchr(enc, 0, n);
+  if (sep2 == NULL) return TS_CORRUPT;
   pns->p = (const char *)enc;
-  pns->n = (size_t)(sep - enc);
-  sns->p = (const char *)sep + 1;
-  sns->n = ns - pns->n - 2;
-  key->p = (const char *)enc + ns;
-  key->n = n - ns;
+  pns->n = (size_t)(sep1 - enc);
+  sns->p = (const char *)sep1 + 1;
+  sns->n = (size_t)(sep2 - sep1 - 1);
+  key->p = (const char *)sep2 + 1;
+  key->n = n - (size_t)(sep2 + 1 - enc);
   return TS_OK;
 }
 
 /* Length of the namespace part "pns 0x00 sns 0x00" of enc (where its
 ** second separator ends), or 0 when enc holds fewer than two separators. */
 size_t ts_key_ns_len(const unsigned char *enc, size_t n) {
-  const unsigned char *sep1, *sep2;
+  const unsigned char *sep1;
+  const unsigned char *sep2 = ts_key_seps(enc, n, &sep1);
 
-  if (n == 0) return 0;
-  sep1 = memchr(enc, 0, n);
-  if (sep1 == NULL) return 0;
-  sep2 = memchr(sep1 + 1, 0, n - (size_t)(sep1 + 1 - enc));
-  if (sep2 == NULL) return 0;
-  return (size_t)(sep2 + 1 - enc);
+  return sep2 ? (size_t)(sep2 + 1 - enc) : 0;
 }

@@ -139,6 +139,22 @@ ts_tier_id ts_router_route(const ts_router *r, ts_name pns, ts_name sns,
   return TS_TIER_PRIMARY;
 }
 
+/* How the rules route the keys of namespace (pns, sns): a pns or pns/sns
+** rule sends them all to memory; otherwise only pns/sns/key rules of this
+** namespace can, key by key.  Lets a scan route a namespace once instead
+** of every row. */
+ts_ns_route ts_router_route_ns(const ts_router *r, ts_name pns, ts_name sns) {
+  ts_ns_route verdict = TS_NS_PRIMARY;
+  int i;
+  for (i = 0; i < r->nrule; i++) {
+    const ts_rule *x = &r->rule[i];
+    if (!ts_name_eq(x->part[0], pns) || (x->npart >= 2 && !ts_name_eq(x->part[1], sns))) continue;
+    if (x->npart < 3) return TS_NS_EPHEMERAL;
+    verdict = TS_NS_PER_KEY;
+  }
+  return verdict;
+}
+
 /* True when the router has no rules: every key is primary. */
 int ts_router_is_empty(const ts_router *r) {
   return r->nrule == 0;

@@ -245,6 +245,30 @@ static void test_mixed(void) {
   }
 }
 
+/* A namespace's verdict agrees with routing each of its keys: whole
+** namespaces by pns and pns/sns rules, key rules key by key. */
+static void test_namespace_route(void) {
+  ts_router *r = parse_ok("ldk,cache,mon/archive,a/b/c,/x");
+  if (r == NULL) return;
+  CHECK_EQ_INT(ts_router_route_ns(r, N("cache"), N("q")), TS_NS_EPHEMERAL);
+  CHECK_EQ_INT(ts_router_route_ns(r, N("mon"), N("archive")), TS_NS_EPHEMERAL);
+  CHECK_EQ_INT(ts_router_route_ns(r, N(""), N("x")), TS_NS_EPHEMERAL);
+  CHECK_EQ_INT(ts_router_route_ns(r, N("a"), N("b")), TS_NS_PER_KEY);
+  CHECK_EQ_INT(ts_router_route_ns(r, EMPTY, EMPTY), TS_NS_PER_KEY);   /* //scorer ... */
+  CHECK_EQ_INT(ts_router_route_ns(r, N("mon"), EMPTY), TS_NS_PRIMARY);
+  CHECK_EQ_INT(ts_router_route_ns(r, N("a"), N("c")), TS_NS_PRIMARY);
+  CHECK_EQ_INT(ts_router_route_ns(r, N("other"), N("b")), TS_NS_PRIMARY);
+  ts_router_free(r);
+  r = parse_ok("a/b/c,a");   /* a whole pns wins over a key rule in it */
+  if (r == NULL) return;
+  CHECK_EQ_INT(ts_router_route_ns(r, N("a"), N("b")), TS_NS_EPHEMERAL);
+  ts_router_free(r);
+  r = parse_ok(NULL);
+  if (r == NULL) return;
+  CHECK_EQ_INT(ts_router_route_ns(r, N("a"), N("b")), TS_NS_PRIMARY);
+  ts_router_free(r);
+}
+
 /* Malformed lists: empty rules, more than two '/'. */
 static void test_errors(void) {
   static const char *tail =
@@ -332,6 +356,7 @@ int main(void) {
   test_empty_parts();
   test_spaces();
   test_mixed();
+  test_namespace_route();
   test_errors();
   test_more_edges();
   return CHECK_DONE();

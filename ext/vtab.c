@@ -489,6 +489,21 @@ static int ts_vtab_filter(sqlite3_vtab_cursor *cur, int plan, const char *idxStr
       scan.nns = ts_prefix_encode(pns, &sns, ns);
       scan.ns = ns;
     }
+  } else if (plan & TS_IX_KEY_EQ) {
+    /* one key (the plan has both namespaces): encoded once, looked up */
+    size_t nns;
+    scan.kind = TS_SCAN_KEY;
+    if (!ts_arg_name(argv[a++], &key) || memchr(key.p, 0, key.n)) empty = 1;
+    if (!empty) {
+      nns = ts_prefix_encode(pns, &sns, lo);
+      if (nns + key.n > TS_LMDB_KEY_MAX) {
+        empty = 1;
+      } else {
+        memcpy(lo + nns, key.p, key.n);
+        scan.lo = lo;
+        scan.nlo = nns + key.n;
+      }
+    }
   } else {
     size_t nns = 0;
     scan.kind = TS_SCAN_KEYS;
@@ -504,15 +519,6 @@ static int ts_vtab_filter(sqlite3_vtab_cursor *cur, int plan, const char *idxStr
       scan.hi = hi;
       scan.nhi = nns;
       scan.hi_incl = 0;
-    }
-    if (plan & TS_IX_KEY_EQ) {
-      if (!ts_arg_name(argv[a++], &key) || memchr(key.p, 0, key.n) || nns + key.n > TS_LMDB_KEY_MAX) {
-        empty = 1;
-      } else if (!empty) {
-        scan.nlo = scan.nhi = ts_bound_build(lo, ns, nns, &key, &trunc);
-        memcpy(hi, lo, scan.nlo);
-        scan.lo_incl = scan.hi_incl = 1;
-      }
     }
     if (plan & TS_IX_KEY_LO) {
       sqlite3_value *v = argv[a++];
@@ -590,7 +596,13 @@ static int ts_vtab_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int co
       if (ts_key_decode(k, nk, &n[0], &n[1], &n[2])) {
         return ts_vtab_error((ts_vtab *)cur->pVtab, SQLITE_CORRUPT, "a stored key is damaged (no namespace separators)");
       }
-      sqlite3_result_text64(ctx, n[col].p, n[col].n, SQLITE_TRANSIENT, SQLITE_UTF8);
+      if (col == TS_COL_KEY && memchr(n[2].p, 0, n[2].n)) {
+        return ts_vtab_error((ts_vtab *)cur->pVtab, SQLITE_CORRUPT, "a stored key is damaged (a 0x00 byte in its name)");
+      }
+      /* each name ends at a 0x00 in the cursor's key: a length of -1 lets
+      ** SQLite mark the copy as terminated, so reading it as C text later
+      ** does not reallocate it */
+      sqlite3_result_text(ctx, n[col].p, -1, SQLITE_TRANSIENT);
       return SQLITE_OK;
     case TS_COL_VALUE:
       if (ts_cursor_value(vc->cur, ts_emit_result, ctx, &err)) {

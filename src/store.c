@@ -32,7 +32,11 @@ struct ts_store {
   ts_names_rule names;
   uint64_t backup_epoch;       /* the backup is known to hold up to this */
   ts_snap lookup;              /* reused for xUpdate's point lookups */
+  ts_cursor *idle;             /* freed cursors kept for reuse (a list) */
+  int nidle;
 };
+
+static void ts_cursor_pool_drain(ts_store *st);
 
 /* Test-only fault point: TIERSTORE_FAULT=after-primary kills the process
 ** between the primary's and the backup's write, as a crash would. */
@@ -102,6 +106,7 @@ int ts_store_open(const ts_store_cfg *cfg, ts_store **out, ts_err *err) {
 /* Close the store and release its environment references. */
 void ts_store_close(ts_store *st) {
   if (!st) return;
+  ts_cursor_pool_drain(st);
   ts_snap_free(&st->lookup);
   ts_env_close(st->backup);
   ts_env_close(st->primary);
@@ -399,14 +404,14 @@ struct ts_extra {
 
 struct ts_cursor {
   ts_store *st;
+  ts_cursor *next_idle;        /* the store's list of idle cursors */
   ts_delta *d;                 /* a reference of the cursor's own */
-  ts_snap snap;
+  ts_snap snap;                /* kept (reset) while idle, renewed on use */
   int snap_live;
-  ts_mem_snap *msnap;          /* NULL without an ephemeral tier */
+  ts_mem_snap *msnap;          /* NULL without ephemeral rows */
   ts_scan plan;
   unsigned char lo[TS_LMDB_KEY_MAX], hi[TS_LMDB_KEY_MAX], ns[TS_LMDB_KEY_MAX];
-  ts_lcur lc;                  /* LMDB head (data or created db) */
-  int lc_open;
+  ts_lcur lc;                  /* LMDB head (data or created db); kept open */
   size_t mi;                   /* ephemeral head (key scans); >= count: none */
   const ts_delta_entry *de;    /* delta head (key scans) */
   uint64_t dgen;               /* delta generation de belongs to */
@@ -415,20 +420,34 @@ struct ts_cursor {
   uint64_t nsid;               /* creation-order scans: the namespace id */
   int adv_c, adv_m, adv_d;     /* which heads the current row consumed */
   int eof;
+  /* the routing of the last namespace seen (ts_cursor_route) */
+  unsigned char route_ns[TS_LMDB_KEY_MAX];
+  size_t route_nns;            /* 0: nothing cached */
+  ts_ns_route route;
   /* current row */
   ts_src src;
-  unsigned char key[TS_LMDB_KEY_MAX];
+  unsigned char key[TS_LMDB_KEY_MAX + 1];   /* NUL-terminated */
   size_t nkey;
   uint64_t rowid, epoch;
+  ts_record rec;               /* src LMDB: the record, valid at map rec_gen */
+  uint64_t rec_gen;
   const ts_delta_entry *cur_e; /* when src == TS_SRC_DELTA */
   const ts_mem_row *cur_m;     /* when src == TS_SRC_MEM */
 };
 
-/* A new cursor over the store and the connection's delta. */
+/* A cursor over the store and the connection's delta: an idle one of the
+** store's when it has one (its read transaction and LMDB cursor come
+** along), else a new one. */
 int ts_cursor_new(ts_store *st, ts_delta *d, ts_cursor **out, ts_err *err) {
-  ts_cursor *c = calloc(1, sizeof(*c));
-  if (!c) return ts_err_set(err, TS_NOMEM, "out of memory opening a cursor");
-  c->st = st;
+  ts_cursor *c = st->idle;
+  if (c) {
+    st->idle = c->next_idle;
+    st->nidle--;
+  } else {
+    c = calloc(1, sizeof(*c));
+    if (!c) return ts_err_set(err, TS_NOMEM, "out of memory opening a cursor");
+    c->st = st;
+  }
   c->d = d;
   ts_delta_retain(d);
   c->eof = 1;
@@ -436,20 +455,43 @@ int ts_cursor_new(ts_store *st, ts_delta *d, ts_cursor **out, ts_err *err) {
   return TS_OK;
 }
 
-/* Close the LMDB cursor. */
-static void ts_cursor_drop_lc(ts_cursor *c) {
-  if (c->lc_open) ts_lcur_close(&c->lc);
-  c->lc_open = 0;
-}
-
-void ts_cursor_free(ts_cursor *c) {
-  if (!c) return;
-  ts_cursor_drop_lc(c);
+/* Free a cursor and everything it holds. */
+static void ts_cursor_destroy(ts_cursor *c) {
+  ts_lcur_close(&c->lc);
   ts_snap_free(&c->snap);
-  if (c->msnap) ts_mem_snap_release(c->st->mem, c->msnap);
-  ts_delta_free(c->d);
   free(c->extra);
   free(c);
+}
+
+/* Free the store's idle cursors (the store closes). */
+static void ts_cursor_pool_drain(ts_store *st) {
+  while (st->idle) {
+    ts_cursor *c = st->idle;
+    st->idle = c->next_idle;
+    ts_cursor_destroy(c);
+  }
+  st->nidle = 0;
+}
+
+/* End the cursor's view (its snapshots and delta) and keep it idle in its
+** store for the next statement, or free it when the store has enough. */
+void ts_cursor_free(ts_cursor *c) {
+  ts_store *st;
+  if (!c) return;
+  st = c->st;
+  ts_snap_end(&c->snap);
+  c->snap_live = 0;
+  if (c->msnap) ts_mem_snap_release(st->mem, c->msnap);
+  c->msnap = NULL;
+  ts_delta_free(c->d);
+  c->d = NULL;
+  if (st->nidle >= TS_CURSOR_POOL) {
+    ts_cursor_destroy(c);
+    return;
+  }
+  c->next_idle = st->idle;
+  st->idle = c;
+  st->nidle++;
 }
 
 int ts_cursor_eof(const ts_cursor *c) { return c->eof; }
@@ -501,10 +543,28 @@ static const unsigned char *ts_scan_start(const ts_cursor *c, size_t *n,
   return p->hi;
 }
 
+/* The tier of a key, routed once per namespace: the verdict of the last
+** namespace seen is kept (the router's rules live as long as the store),
+** so a scan decodes and routes a row only when it changes namespace or
+** when key rules name keys in it. */
+static ts_tier_id ts_cursor_route(ts_cursor *c, const unsigned char *k,
+                                  size_t n) {
+  ts_name pns, sns, key;
+  if (!c->st->mem) return TS_TIER_PRIMARY;
+  if (!c->route_nns || n < c->route_nns || memcmp(k, c->route_ns, c->route_nns) != 0) {
+    if (ts_key_decode(k, n, &pns, &sns, &key)) return TS_TIER_PRIMARY;
+    c->route_nns = n - key.n;
+    memcpy(c->route_ns, k, c->route_nns);
+    c->route = ts_router_route_ns(c->st->router, pns, sns);
+  }
+  if (c->route == TS_NS_PER_KEY) return ts_store_route(c->st, k, n);
+  return c->route == TS_NS_EPHEMERAL ? TS_TIER_EPHEMERAL : TS_TIER_PRIMARY;
+}
+
 /* Does an LMDB row belong to the ephemeral tier (rules changed since it was
 ** written)?  Such rows are not served from the primary. */
-static int ts_lmdb_hidden(const ts_cursor *c, const unsigned char *k, size_t n) {
-  return c->st->mem && ts_store_route(c->st, k, n) == TS_TIER_EPHEMERAL;
+static int ts_lmdb_hidden(ts_cursor *c, const unsigned char *k, size_t n) {
+  return ts_cursor_route(c, k, n) == TS_TIER_EPHEMERAL;
 }
 
 /* Move the delta head past NONE entries; NULL once out of range. */
@@ -538,7 +598,7 @@ static const ts_mem_row *ts_mem_head(ts_cursor *c) {
   if (!c->msnap) return NULL;
   while ((r = ts_mem_snap_row(c->msnap, c->mi)) != NULL) {
     if (!ts_key_before_end(c, r->key, r->nkey)) return NULL;
-    if (ts_store_route(c->st, r->key, r->nkey) == TS_TIER_EPHEMERAL) return r;
+    if (ts_cursor_route(c, r->key, r->nkey) == TS_TIER_EPHEMERAL) return r;
     ts_mem_head_step(c);
   }
   return NULL;
@@ -559,12 +619,18 @@ static int ts_lmdb_head(ts_cursor *c, int *have, ts_err *err) {
   return TS_OK;
 }
 
+/* Copy the current row's key, NUL-terminated (see ts_cursor_key). */
+static void ts_row_key(ts_cursor *c, const unsigned char *k, size_t n) {
+  memcpy(c->key, k, n);
+  c->key[n] = 0;
+  c->nkey = n;
+}
+
 /* Make the current row the delta entry e. */
 static void ts_row_from_delta(ts_cursor *c, const ts_delta_entry *e, uint64_t rowid) {
   c->src = TS_SRC_DELTA;
   c->cur_e = e;
-  memcpy(c->key, e->key, e->nkey);
-  c->nkey = e->nkey;
+  ts_row_key(c, e->key, e->nkey);
   c->rowid = rowid;
   c->epoch = 0;
 }
@@ -573,10 +639,36 @@ static void ts_row_from_delta(ts_cursor *c, const ts_delta_entry *e, uint64_t ro
 static void ts_row_from_mem(ts_cursor *c, const ts_mem_row *r) {
   c->src = TS_SRC_MEM;
   c->cur_m = r;
-  memcpy(c->key, r->key, r->nkey);
-  c->nkey = r->nkey;
+  ts_row_key(c, r->key, r->nkey);
   c->rowid = r->rowid;
   c->epoch = r->epoch;
+}
+
+/* Make the current row the committed record c->rec of key k, read at the
+** current map generation (lock held). */
+static void ts_row_from_lmdb(ts_cursor *c, const unsigned char *k, size_t n) {
+  c->src = TS_SRC_LMDB;
+  if (k != c->key) ts_row_key(c, k, n);
+  c->rowid = c->rec.rowid;
+  c->epoch = c->rec.epoch;
+  c->rec_gen = ts_env_map_generation(c->st->primary);
+}
+
+/* Decode the record under the LMDB head into c->rec.  Lock held. */
+static int ts_lmdb_record(ts_cursor *c, ts_err *err) {
+  if (ts_record_decode(c->lc.v.mv_data, c->lc.v.mv_size, &c->rec)) {
+    return ts_err_set(err, TS_CORRUPT, "damaged record in LMDB environment '%s'",
+                      ts_env_path(c->st->primary));
+  }
+  return TS_OK;
+}
+
+/* Point the LMDB head at db in the cursor's snapshot, reusing the LMDB
+** cursor of an earlier scan when it walks the same database.  Lock held. */
+static int ts_cursor_lc(ts_cursor *c, ts_db_id db, ts_err *err) {
+  if (c->lc.cur && c->lc.db == db) return ts_lcur_renew(&c->lc, err);
+  ts_lcur_close(&c->lc);
+  return ts_lcur_open(&c->lc, &c->snap, db, err);
 }
 
 /* Pick the next row of a key scan from the three heads: LMDB and memory
@@ -634,16 +726,9 @@ static int ts_keys_settle(ts_cursor *c, ts_err *err) {
     } else if (from_mem) {
       ts_row_from_mem(c, m);
     } else {
-      ts_record rec;
-      if (ts_record_decode(c->lc.v.mv_data, c->lc.v.mv_size, &rec)) {
-        return ts_err_set(err, TS_CORRUPT, "damaged record in LMDB environment '%s'",
-                          ts_env_path(c->st->primary));
-      }
-      c->src = TS_SRC_LMDB;
-      memcpy(c->key, ck, nck);
-      c->nkey = nck;
-      c->rowid = rec.rowid;
-      c->epoch = rec.epoch;
+      rc = ts_lmdb_record(c, err);
+      if (rc) return rc;
+      ts_row_from_lmdb(c, ck, nck);
     }
     return TS_OK;
   }
@@ -654,9 +739,8 @@ static int ts_keys_begin(ts_cursor *c, ts_err *err) {
   size_t n;
   int excl;
   const unsigned char *k = ts_scan_start(c, &n, &excl);
-  int rc = ts_lcur_open(&c->lc, &c->snap, TS_DB_DATA, err);
+  int rc = ts_cursor_lc(c, TS_DB_DATA, err);
   if (rc) return rc;
-  c->lc_open = 1;
   rc = ts_lcur_seek(&c->lc, k, n, c->plan.desc, err);
   if (!rc && excl && c->lc.valid &&
       ts_bytes_cmp(c->lc.k.mv_data, c->lc.k.mv_size, k, n) == 0) {
@@ -779,7 +863,6 @@ static int ts_created_settle(ts_cursor *c, ts_err *err) {
     uint64_t lr = ts_created_head(c);
     const ts_extra *x = c->iextra < c->nextra ? &c->extra[c->iextra] : NULL;
     const ts_delta_entry *e;
-    ts_record rec;
     int rc;
     c->adv_c = c->adv_d = c->adv_m = 0;
     if (!lr && !x) {
@@ -797,13 +880,14 @@ static int ts_created_settle(ts_cursor *c, ts_err *err) {
       return TS_OK;
     }
     c->adv_c = 1;
-    if (p->nns + c->lc.v.mv_size > sizeof(c->key)) {
+    if (p->nns + c->lc.v.mv_size > TS_LMDB_KEY_MAX) {
       return ts_err_set(err, TS_CORRUPT, "damaged creation index in LMDB environment '%s'",
                         ts_env_path(c->st->primary));
     }
     memcpy(c->key, p->ns, p->nns);
     memcpy(c->key + p->nns, c->lc.v.mv_data, c->lc.v.mv_size);
     c->nkey = p->nns + c->lc.v.mv_size;
+    c->key[c->nkey] = 0;
     c->rowid = lr;
     e = ts_delta_get(c->d, c->key, c->nkey);
     if ((e && (e->op == TS_OP_DEL || e->fresh)) || ts_lmdb_hidden(c, c->key, c->nkey)) {
@@ -815,14 +899,14 @@ static int ts_created_settle(ts_cursor *c, ts_err *err) {
       ts_row_from_delta(c, e, lr);
       return TS_OK;
     }
-    rc = ts_snap_get(&c->snap, c->key, c->nkey, &rec, err);
+    rc = ts_snap_get(&c->snap, c->key, c->nkey, &c->rec, err);
     if (rc == TS_NOTFOUND) {
       return ts_err_set(err, TS_CORRUPT, "creation index of LMDB environment '%s' names a missing key",
                         ts_env_path(c->st->primary));
     }
     if (rc) return rc;
-    c->src = TS_SRC_LMDB;
-    c->epoch = rec.epoch;
+    ts_row_from_lmdb(c, c->key, c->nkey);
+    c->rowid = lr;
     return TS_OK;
   }
 }
@@ -837,9 +921,8 @@ static int ts_created_begin(ts_cursor *c, ts_err *err) {
     c->nsid = 0;            /* nothing committed in this namespace */
     rc = TS_OK;
   }
-  if (!rc) rc = ts_lcur_open(&c->lc, &c->snap, TS_DB_CREATED, err);
+  if (!rc) rc = ts_cursor_lc(c, TS_DB_CREATED, err);
   if (rc) return rc;
-  c->lc_open = 1;
   c->dgen = ts_delta_generation(c->d);
   if (c->nsid) {
     ts_be64_put(k, c->nsid);
@@ -881,7 +964,6 @@ static int ts_rowid_begin(ts_cursor *c, ts_err *err) {
   uint64_t r = c->plan.rowid;
   const ts_delta_entry *e;
   const ts_mem_row *m = NULL;
-  ts_record rec;
   int rc;
   c->eof = 1;
   c->dgen = ts_delta_generation(c->d);
@@ -894,12 +976,12 @@ static int ts_rowid_begin(ts_cursor *c, ts_err *err) {
     return TS_OK;
   }
   rc = ts_snap_key_by_rowid(&c->snap, r, c->key, &c->nkey, err);
+  if (rc == TS_OK) c->key[c->nkey] = 0;
   if (rc == TS_OK && ts_lmdb_hidden(c, c->key, c->nkey)) rc = TS_NOTFOUND;
   if (rc == TS_NOTFOUND && c->msnap) {
     m = ts_mem_snap_by_rowid(c->msnap, r);
-    if (!m || ts_store_route(c->st, m->key, m->nkey) != TS_TIER_EPHEMERAL) return TS_OK;
-    memcpy(c->key, m->key, m->nkey);
-    c->nkey = m->nkey;
+    if (!m || ts_cursor_route(c, m->key, m->nkey) != TS_TIER_EPHEMERAL) return TS_OK;
+    ts_row_key(c, m->key, m->nkey);
     rc = TS_OK;
   }
   if (rc == TS_NOTFOUND) return TS_OK;
@@ -915,15 +997,42 @@ static int ts_rowid_begin(ts_cursor *c, ts_err *err) {
     ts_row_from_mem(c, m);
     return TS_OK;
   }
-  rc = ts_snap_get(&c->snap, c->key, c->nkey, &rec, err);
+  rc = ts_snap_get(&c->snap, c->key, c->nkey, &c->rec, err);
   if (rc == TS_NOTFOUND) {
     c->eof = 1;
     return TS_OK;
   }
-  c->src = TS_SRC_LMDB;
+  if (rc) return rc;
+  ts_row_from_lmdb(c, c->key, c->nkey);
   c->rowid = r;
-  c->epoch = rec.epoch;
-  return rc;
+  return TS_OK;
+}
+
+/* Resolve a single key: the delta's word on it, else the newest commit of
+** its tier.  Lock held. */
+static int ts_key_begin(ts_cursor *c, ts_err *err) {
+  const unsigned char *k = c->plan.lo;
+  size_t n = c->plan.nlo;
+  const ts_delta_entry *e = ts_delta_count(c->d) ? ts_delta_get(c->d, k, n) : NULL;
+  const ts_mem_row *m;
+  int rc;
+  c->dgen = ts_delta_generation(c->d);
+  if (e) {
+    c->eof = e->op != TS_OP_PUT;
+    if (!c->eof) ts_row_from_delta(c, e, e->rowid);
+    return TS_OK;
+  }
+  if (ts_cursor_route(c, k, n) == TS_TIER_EPHEMERAL) {
+    m = c->msnap ? ts_mem_snap_get(c->msnap, k, n) : NULL;
+    c->eof = m == NULL;
+    if (m) ts_row_from_mem(c, m);
+    return TS_OK;
+  }
+  rc = ts_snap_get(&c->snap, k, n, &c->rec, err);
+  if (rc) return rc == TS_NOTFOUND ? TS_OK : rc;
+  c->eof = 0;
+  ts_row_from_lmdb(c, k, n);
+  return TS_OK;
 }
 
 /* Copy the plan's bounds into the cursor's own buffers. */
@@ -943,26 +1052,42 @@ static void ts_cursor_copy_plan(ts_cursor *c, const ts_scan *plan) {
   }
 }
 
+/* Take the cursor's view: the newest LMDB snapshot and, with ephemeral
+** rules, the ephemeral tier's, both of one state (under the view lock); an
+** empty ephemeral snapshot is dropped at once, so scans skip that head. */
+static int ts_cursor_snapshots(ts_cursor *c, ts_err *err) {
+  ts_env *env = c->st->primary;
+  int rc;
+  if (c->st->mem) ts_env_view_lock(env, 0);
+  rc = ts_snap_begin(&c->snap, env, err);
+  if (!rc && c->st->mem) c->msnap = ts_mem_snapshot(c->st->mem);
+  if (c->st->mem) ts_env_view_unlock(env);
+  if (rc) return rc;
+  if (c->msnap && ts_mem_snap_count(c->msnap) == 0) {
+    ts_mem_snap_release(c->st->mem, c->msnap);
+    c->msnap = NULL;
+  }
+  c->snap_live = 1;
+  return TS_OK;
+}
+
 /* Position on the first row of plan. */
 int ts_cursor_begin(ts_cursor *c, const ts_scan *plan, ts_err *err) {
   ts_env *env = c->st->primary;
   int rc = TS_OK;
   ts_cursor_copy_plan(c, plan);
   if (!c->snap_live) {
-    if (c->st->mem) ts_env_view_lock(env, 0);   /* both snapshots of one state */
-    rc = ts_snap_begin(&c->snap, env, err);
-    if (!rc && c->st->mem) c->msnap = ts_mem_snapshot(c->st->mem);
-    if (c->st->mem) ts_env_view_unlock(env);
+    rc = ts_cursor_snapshots(c, err);
     if (rc) return rc;
-    c->snap_live = 1;
   }
   ts_env_read_lock(env);
-  ts_cursor_drop_lc(c);
+  c->lc.valid = 0;
   c->eof = 1;
   switch (c->plan.kind) {
     case TS_SCAN_KEYS: rc = ts_keys_begin(c, err); break;
     case TS_SCAN_CREATED: rc = ts_created_begin(c, err); break;
     case TS_SCAN_ROWID: rc = ts_rowid_begin(c, err); break;
+    case TS_SCAN_KEY: rc = ts_key_begin(c, err); break;
   }
   ts_env_read_unlock(env);
   if (rc) c->eof = 1;
@@ -978,17 +1103,33 @@ int ts_cursor_next(ts_cursor *c, ts_err *err) {
   switch (c->plan.kind) {
     case TS_SCAN_KEYS: rc = ts_keys_next(c, err); break;
     case TS_SCAN_CREATED: rc = ts_created_next(c, err); break;
-    case TS_SCAN_ROWID: c->eof = 1; break;
+    case TS_SCAN_ROWID:
+    case TS_SCAN_KEY: c->eof = 1; break;
   }
   ts_env_read_unlock(env);
   if (rc) c->eof = 1;
   return rc;
 }
 
-/* Emit the current row's value while its bytes are valid. */
+/* Read the current committed row's record again after a remap moved the
+** map (a key scan re-seeks its head; the others look the key up).  Lock
+** held. */
+static int ts_cursor_refetch(ts_cursor *c, ts_err *err) {
+  int rc;
+  if (c->plan.kind == TS_SCAN_KEYS) {
+    rc = ts_lcur_revalidate(&c->lc, err);
+    if (!rc) rc = ts_lmdb_record(c, err);
+  } else {
+    rc = ts_snap_get(&c->snap, c->key, c->nkey, &c->rec, err);
+  }
+  if (!rc) c->rec_gen = ts_env_map_generation(c->st->primary);
+  return rc;
+}
+
+/* Emit the current row's value while its bytes are valid: a committed
+** record is the one the row was read with, unless the map moved since. */
 int ts_cursor_value(ts_cursor *c, ts_value_emit emit, void *ctx, ts_err *err) {
   ts_env *env = c->st->primary;
-  ts_record rec;
   int rc = TS_OK;
   if (c->eof) return TS_OK;
   if (c->src == TS_SRC_MEM) {
@@ -1002,16 +1143,8 @@ int ts_cursor_value(ts_cursor *c, ts_value_emit emit, void *ctx, ts_err *err) {
     return TS_OK;
   }
   ts_env_read_lock(env);
-  if (c->plan.kind == TS_SCAN_KEYS) {
-    rc = ts_lcur_revalidate(&c->lc, err);
-    if (!rc && ts_record_decode(c->lc.v.mv_data, c->lc.v.mv_size, &rec)) {
-      rc = ts_err_set(err, TS_CORRUPT, "damaged record in LMDB environment '%s'",
-                      ts_env_path(env));
-    }
-  } else {
-    rc = ts_snap_get(&c->snap, c->key, c->nkey, &rec, err);
-  }
-  if (rc == TS_OK) emit(ctx, &rec.value);
+  if (c->rec_gen != ts_env_map_generation(env)) rc = ts_cursor_refetch(c, err);
+  if (rc == TS_OK) emit(ctx, &c->rec.value);
   ts_env_read_unlock(env);
   return rc == TS_NOTFOUND ? TS_OK : rc;
 }

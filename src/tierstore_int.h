@@ -27,6 +27,8 @@
 #define TS_COUNTERS_FILE    "tierstore.shm" /* shared counters, beside lock.mdb */
 #define TS_MIN_MAP_SIZE     ((size_t)64 << 10)
 #define TS_MAX_MAP_SIZE     ((size_t)1 << 44)  /* largest map_size accepted: 16 TiB */
+#define TS_CURSOR_POOL      2            /* idle cursors a store keeps for reuse
+                                         ** (each holds an LMDB reader slot) */
 
 /**************************************************************************
 ** Result codes (err.c).  ext/ maps them to SQLite codes.
@@ -219,6 +221,14 @@ void ts_router_free(ts_router *r);
 ts_tier_id ts_router_route(const ts_router *r, ts_name pns, ts_name sns,
                            ts_name key);
 int ts_router_is_empty(const ts_router *r);
+/* The tier of every key of a namespace, when the rules decide it without
+** the key name. */
+typedef enum ts_ns_route {
+  TS_NS_PRIMARY = 0,     /* every key of the namespace is primary */
+  TS_NS_EPHEMERAL = 1,   /* every key is ephemeral */
+  TS_NS_PER_KEY = 2      /* pns/sns/key rules: route each key */
+} ts_ns_route;
+ts_ns_route ts_router_route_ns(const ts_router *r, ts_name pns, ts_name sns);
 
 
 /**************************************************************************
@@ -390,6 +400,9 @@ struct ts_lcur {
 /* Attach to a snapshot; lock held. */
 int ts_lcur_open(ts_lcur *c, ts_snap *s, ts_db_id db, ts_err *err);
 void ts_lcur_close(ts_lcur *c);
+/* Attach an open cursor to its snapshot's transaction again (after
+** ts_snap_begin renewed it), unpositioned.  Lock held. */
+int ts_lcur_renew(ts_lcur *c, ts_err *err);
 /* Position on the first key >= k (desc=0) or the last key <= k (desc=1);
 ** k == NULL: first / last.  Lock held. */
 int ts_lcur_seek(ts_lcur *c, const unsigned char *k, size_t nk, int desc,
@@ -602,14 +615,15 @@ ts_tier_id ts_store_route(const ts_store *st, const unsigned char *key,
 typedef enum ts_scan_kind {
   TS_SCAN_KEYS = 0,      /* key order within [lo, hi] */
   TS_SCAN_CREATED = 1,   /* creation order within namespace ns, rowid range */
-  TS_SCAN_ROWID = 2      /* one rowid */
+  TS_SCAN_ROWID = 2,     /* one rowid */
+  TS_SCAN_KEY = 3        /* one encoded key: lo */
 } ts_scan_kind;
 
 typedef struct ts_scan ts_scan;
 struct ts_scan {
   ts_scan_kind kind;
   int desc;
-  /* TS_SCAN_KEYS: encoded bounds; NULL = unbounded. */
+  /* TS_SCAN_KEYS: encoded bounds; NULL = unbounded.  TS_SCAN_KEY: lo. */
   const unsigned char *lo;
   size_t nlo;
   int lo_incl;
@@ -627,7 +641,9 @@ struct ts_scan {
 /* A merged cursor: committed snapshot + delta, one consistent snapshot for
 ** the cursor's life.  The cursor holds a reference on the delta, so a
 ** statement still stepping when its transaction commits keeps seeing that
-** transaction's writes. */
+** transaction's writes.  Freed cursors go back to their store, which hands
+** them out again with their LMDB read transaction and cursor (so a
+** statement costs no allocation); the store must outlive its cursors. */
 typedef struct ts_cursor ts_cursor;
 int ts_cursor_new(ts_store *st, ts_delta *d, ts_cursor **out, ts_err *err);
 void ts_cursor_free(ts_cursor *c);
@@ -635,7 +651,8 @@ void ts_cursor_free(ts_cursor *c);
 int ts_cursor_begin(ts_cursor *c, const ts_scan *plan, ts_err *err);
 int ts_cursor_next(ts_cursor *c, ts_err *err);
 int ts_cursor_eof(const ts_cursor *c);
-/* Current row's encoded key (cursor-owned). */
+/* Current row's encoded key (cursor-owned), followed by a 0x00 byte: each
+** name it holds is NUL-terminated in place. */
 const unsigned char *ts_cursor_key(const ts_cursor *c, size_t *n);
 uint64_t ts_cursor_rowid(const ts_cursor *c);
 /* Epoch of the commit that wrote the row; 0 while uncommitted. */

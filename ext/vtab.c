@@ -115,6 +115,16 @@ static int ts_db_is_utf8(sqlite3 *db) {
   return utf8;
 }
 
+/* The UTF-8 bytes of a TEXT value ("" when empty, NULL when out of
+** memory).  In a UTF-8 database sqlite3_value_blob hands them out as they
+** are, where sqlite3_value_text would first copy them to add a NUL (text
+** bound with its length has none). */
+static const unsigned char *ts_text_bytes(ts_vtab *vt, sqlite3_value *v, size_t *n) {
+  const unsigned char *p = vt->utf8 ? sqlite3_value_blob(v) : sqlite3_value_text(v);
+  *n = (size_t)sqlite3_value_bytes(v);
+  return p || *n ? p : (const unsigned char *)"";
+}
+
 /* Shared body of xCreate and xConnect: parse, open the store, declare. */
 static int ts_vtab_init(sqlite3 *db, void *aux, int argc, const char *const *argv,
                         sqlite3_vtab **out, char **errmsg) {
@@ -367,8 +377,9 @@ static int ts_vtab_best_index(sqlite3_vtab *p, sqlite3_index_info *info) {
 static int ts_vtab_open(sqlite3_vtab *p, sqlite3_vtab_cursor **out) {
   ts_vtab *vt = (ts_vtab *)p;
   ts_vcursor *vc = sqlite3_malloc(sizeof(*vc));
-  ts_err err = {0, {0}};
+  ts_err err;
   int rc;
+  ts_err_clear(&err);
   if (!vc) return SQLITE_NOMEM;
   memset(vc, 0, sizeof(*vc));
   rc = ts_cursor_new(vt->store, vt->delta, &vc->cur, &err);
@@ -389,11 +400,15 @@ static int ts_vtab_close(sqlite3_vtab_cursor *cur) {
 
 /* The text a TEXT column compares with: numbers take text affinity.
 ** Returns 0 when the value can equal no stored name (NULL, BLOB). */
-static int ts_arg_name(sqlite3_value *v, ts_name *out) {
+static int ts_arg_name(ts_vtab *vt, sqlite3_value *v, ts_name *out) {
   int t = sqlite3_value_type(v);
   if (t == SQLITE_NULL || t == SQLITE_BLOB) return 0;
-  out->p = (const char *)sqlite3_value_text(v);
-  out->n = (size_t)sqlite3_value_bytes(v);
+  if (t == SQLITE_TEXT) {
+    out->p = (const char *)ts_text_bytes(vt, v, &out->n);
+  } else {
+    out->p = (const char *)sqlite3_value_text(v);
+    out->n = (size_t)sqlite3_value_bytes(v);
+  }
   return out->p != NULL;
 }
 
@@ -463,16 +478,17 @@ static int ts_vtab_filter(sqlite3_vtab_cursor *cur, int plan, const char *idxStr
   unsigned char ns[TS_LMDB_KEY_MAX + 2], lo[TS_LMDB_KEY_MAX + 2], hi[TS_LMDB_KEY_MAX + 2];
   ts_name pns = {"", 0}, sns = {"", 0}, key;
   ts_scan scan;
-  ts_err err = {0, {0}};
+  ts_err err;
   sqlite3_int64 offset = 0;
   int a = 0, empty = 0, rc, trunc;
   (void)idxStr;
   (void)argc;
+  ts_err_clear(&err);
   memset(&scan, 0, sizeof(scan));
   vc->limit = -1;
   scan.desc = (plan & TS_IX_DESC) != 0;
-  if ((plan & TS_IX_PNS) && !ts_arg_name(argv[a++], &pns)) empty = 1;
-  if ((plan & TS_IX_SNS) && !ts_arg_name(argv[a++], &sns)) empty = 1;
+  if ((plan & TS_IX_PNS) && !ts_arg_name(vt, argv[a++], &pns)) empty = 1;
+  if ((plan & TS_IX_SNS) && !ts_arg_name(vt, argv[a++], &sns)) empty = 1;
   if (pns.n + sns.n + 2 >= TS_ENC_KEY_MAX || memchr(pns.p, 0, pns.n) || memchr(sns.p, 0, sns.n)) empty = 1;
   if (plan & TS_IX_ROWID_EQ) {
     sqlite3_value *v = argv[a++];
@@ -493,7 +509,7 @@ static int ts_vtab_filter(sqlite3_vtab_cursor *cur, int plan, const char *idxStr
     /* one key (the plan has both namespaces): encoded once, looked up */
     size_t nns;
     scan.kind = TS_SCAN_KEY;
-    if (!ts_arg_name(argv[a++], &key) || memchr(key.p, 0, key.n)) empty = 1;
+    if (!ts_arg_name(vt, argv[a++], &key) || memchr(key.p, 0, key.n)) empty = 1;
     if (!empty) {
       nns = ts_prefix_encode(pns, &sns, lo);
       if (nns + key.n > TS_LMDB_KEY_MAX) {
@@ -525,7 +541,7 @@ static int ts_vtab_filter(sqlite3_vtab_cursor *cur, int plan, const char *idxStr
       int t = sqlite3_value_type(v);
       if (t == SQLITE_NULL || t == SQLITE_BLOB) {
         empty = 1;                    /* text is never >= a blob or NULL */
-      } else if (!empty && ts_arg_name(v, &key)) {
+      } else if (!empty && ts_arg_name(vt, v, &key)) {
         scan.nlo = ts_bound_build(lo, ns, nns, &key, &trunc);
         scan.lo_incl = trunc ? 0 : (plan & TS_IX_KEY_LO_INC) != 0;
       }
@@ -535,7 +551,7 @@ static int ts_vtab_filter(sqlite3_vtab_cursor *cur, int plan, const char *idxStr
       int t = sqlite3_value_type(v);
       if (t == SQLITE_NULL) {
         empty = 1;
-      } else if (t != SQLITE_BLOB && !empty && ts_arg_name(v, &key)) {
+      } else if (t != SQLITE_BLOB && !empty && ts_arg_name(vt, v, &key)) {
         scan.nhi = ts_bound_build(hi, ns, nns, &key, &trunc);
         scan.hi_incl = trunc ? 1 : (plan & TS_IX_KEY_HI_INC) != 0;
       }
@@ -559,7 +575,8 @@ static int ts_vtab_filter(sqlite3_vtab_cursor *cur, int plan, const char *idxStr
 
 static int ts_vtab_next(sqlite3_vtab_cursor *cur) {
   ts_vcursor *vc = (ts_vcursor *)cur;
-  ts_err err = {0, {0}};
+  ts_err err;
+  ts_err_clear(&err);
   if (vc->limit > 0) vc->limit--;
   if (vc->limit == 0) return SQLITE_OK;
   if (ts_cursor_next(vc->cur, &err)) return ts_vtab_fail((ts_vtab *)cur->pVtab, &err);
@@ -585,19 +602,14 @@ static void ts_emit_result(void *ctx, const ts_value *v) {
 static int ts_vtab_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int col) {
   ts_vcursor *vc = (ts_vcursor *)cur;
   ts_name n[3];
-  size_t nk;
-  const unsigned char *k;
-  ts_err err = {0, {0}};
+  ts_err err;
+  ts_err_clear(&err);
   switch (col) {
     case TS_COL_PNS:
     case TS_COL_SNS:
     case TS_COL_KEY:
-      k = ts_cursor_key(vc->cur, &nk);
-      if (ts_key_decode(k, nk, &n[0], &n[1], &n[2])) {
-        return ts_vtab_error((ts_vtab *)cur->pVtab, SQLITE_CORRUPT, "a stored key is damaged (no namespace separators)");
-      }
-      if (col == TS_COL_KEY && memchr(n[2].p, 0, n[2].n)) {
-        return ts_vtab_error((ts_vtab *)cur->pVtab, SQLITE_CORRUPT, "a stored key is damaged (a 0x00 byte in its name)");
+      if (ts_cursor_names(vc->cur, &n[0], &n[1], &n[2])) {
+        return ts_vtab_error((ts_vtab *)cur->pVtab, SQLITE_CORRUPT, "a stored key is damaged (its three names cannot be split)");
       }
       /* each name ends at a 0x00 in the cursor's key: a length of -1 lets
       ** SQLite mark the copy as terminated, so reading it as C text later
@@ -632,16 +644,6 @@ static int ts_vtab_rowid(sqlite3_vtab_cursor *cur, sqlite3_int64 *rowid) {
 ** Writes.
 */
 
-/* The UTF-8 bytes of a TEXT value (NULL when out of memory, or for an
-** empty text).  In a UTF-8 database sqlite3_value_blob hands them out as
-** they are, where sqlite3_value_text would first copy them to add a NUL
-** (text bound with its length has none). */
-static const unsigned char *ts_text_bytes(ts_vtab *vt, sqlite3_value *v, size_t *n) {
-  const unsigned char *p = vt->utf8 ? sqlite3_value_blob(v) : sqlite3_value_text(v);
-  *n = (size_t)sqlite3_value_bytes(v);
-  return p;
-}
-
 /* Read one name column of a new row: NULL means '' for the namespaces;
 ** anything but TEXT is refused. */
 static int ts_row_name(ts_vtab *vt, sqlite3_value *v, const char *col, int required,
@@ -660,7 +662,6 @@ static int ts_row_name(ts_vtab *vt, sqlite3_value *v, const char *col, int requi
     return ts_vtab_error(vt, SQLITE_CONSTRAINT, "%s must be TEXT, not %s", col, types[t]);
   }
   out->p = (const char *)ts_text_bytes(vt, v, &out->n);
-  if (!out->p && !out->n) out->p = "";
   return out->p ? SQLITE_OK : SQLITE_NOMEM;
 }
 

@@ -420,10 +420,12 @@ struct ts_cursor {
   uint64_t nsid;               /* creation-order scans: the namespace id */
   int adv_c, adv_m, adv_d;     /* which heads the current row consumed */
   int eof;
-  /* the routing of the last namespace seen (ts_cursor_route) */
-  unsigned char route_ns[TS_LMDB_KEY_MAX];
-  size_t route_nns;            /* 0: nothing cached */
-  ts_ns_route route;
+  /* the namespace of the last key looked at (ts_cursor_ns) */
+  unsigned char nsc[TS_LMDB_KEY_MAX];   /* its part "pns 0 sns 0" */
+  size_t nsc_len;              /* 0: nothing cached */
+  size_t nsc_pns;              /* bytes of pns */
+  ts_ns_route nsc_route;       /* how the rules route its keys */
+  int ns_fixed;                /* every row of the plan lies in it */
   /* current row */
   ts_src src;
   unsigned char key[TS_LMDB_KEY_MAX + 1];   /* NUL-terminated */
@@ -543,22 +545,62 @@ static const unsigned char *ts_scan_start(const ts_cursor *c, size_t *n,
   return p->hi;
 }
 
-/* The tier of a key, routed once per namespace: the verdict of the last
-** namespace seen is kept (the router's rules live as long as the store),
-** so a scan decodes and routes a row only when it changes namespace or
-** when key rules name keys in it. */
+/* Make the namespace cache describe key k: a key that starts with the
+** cached part "pns 0 sns 0" lies in that namespace, and a plan within one
+** namespace primed it for all its rows, so a scan splits and routes names
+** once per namespace, not once per row (the router's rules live as long
+** as the store).  TS_CORRUPT when k holds no separators. */
+static int ts_cursor_ns(ts_cursor *c, const unsigned char *k, size_t n) {
+  ts_name pns, sns, key;
+  if (c->ns_fixed || (c->nsc_len && n >= c->nsc_len && memcmp(k, c->nsc, c->nsc_len) == 0)) return TS_OK;
+  if (ts_key_decode(k, n, &pns, &sns, &key)) return TS_CORRUPT;
+  c->nsc_len = n - key.n;
+  c->nsc_pns = pns.n;
+  memcpy(c->nsc, k, c->nsc_len);
+  c->nsc_route = c->st->mem ? ts_router_route_ns(c->st->router, pns, sns) : TS_NS_PRIMARY;
+  return TS_OK;
+}
+
+/* The length of the namespace part every key within the plan's bounds
+** shares, or 0 (a scan over several namespaces, a rowid). */
+static size_t ts_plan_ns_len(const ts_scan *p) {
+  size_t nns;
+  if (p->kind == TS_SCAN_KEY) return ts_key_ns_len(p->lo, p->nlo);
+  if (p->kind == TS_SCAN_CREATED) return ts_key_ns_len(p->ns, p->nns) == p->nns ? p->nns : 0;
+  if (p->kind != TS_SCAN_KEYS || !p->lo || !p->hi) return 0;
+  nns = ts_key_ns_len(p->lo, p->nlo);
+  if (!nns || p->nhi < nns || memcmp(p->hi, p->lo, nns - 1) != 0) return 0;
+  if (p->hi[nns - 1] == 0) return nns;               /* hi lies in it too */
+  return p->hi[nns - 1] == 1 && p->nhi == nns && !p->hi_incl ? nns : 0;   /* hi ends it */
+}
+
+/* Prime the namespace cache with the plan's namespace when all its rows
+** lie in one. */
+static void ts_cursor_plan_ns(ts_cursor *c) {
+  const ts_scan *p = &c->plan;
+  size_t nns = ts_plan_ns_len(p);
+  c->ns_fixed = 0;
+  if (nns) c->ns_fixed = ts_cursor_ns(c, p->kind == TS_SCAN_CREATED ? p->ns : p->lo, nns) == TS_OK;
+}
+
+/* The tier of a key (see ts_cursor_ns). */
 static ts_tier_id ts_cursor_route(ts_cursor *c, const unsigned char *k,
                                   size_t n) {
-  ts_name pns, sns, key;
-  if (!c->st->mem) return TS_TIER_PRIMARY;
-  if (!c->route_nns || n < c->route_nns || memcmp(k, c->route_ns, c->route_nns) != 0) {
-    if (ts_key_decode(k, n, &pns, &sns, &key)) return TS_TIER_PRIMARY;
-    c->route_nns = n - key.n;
-    memcpy(c->route_ns, k, c->route_nns);
-    c->route = ts_router_route_ns(c->st->router, pns, sns);
-  }
-  if (c->route == TS_NS_PER_KEY) return ts_store_route(c->st, k, n);
-  return c->route == TS_NS_EPHEMERAL ? TS_TIER_EPHEMERAL : TS_TIER_PRIMARY;
+  if (!c->st->mem || ts_cursor_ns(c, k, n)) return TS_TIER_PRIMARY;
+  if (c->nsc_route == TS_NS_PER_KEY) return ts_store_route(c->st, k, n);
+  return c->nsc_route == TS_NS_EPHEMERAL ? TS_TIER_EPHEMERAL : TS_TIER_PRIMARY;
+}
+
+/* The current row's names, split with the namespace cache. */
+int ts_cursor_names(ts_cursor *c, ts_name *pns, ts_name *sns, ts_name *key) {
+  if (ts_cursor_ns(c, c->key, c->nkey)) return TS_CORRUPT;
+  pns->p = (const char *)c->key;
+  pns->n = c->nsc_pns;
+  sns->p = (const char *)c->key + c->nsc_pns + 1;
+  sns->n = c->nsc_len - c->nsc_pns - 2;
+  key->p = (const char *)c->key + c->nsc_len;
+  key->n = c->nkey - c->nsc_len;
+  return memchr(key->p, 0, key->n) ? TS_CORRUPT : TS_OK;
 }
 
 /* Does an LMDB row belong to the ephemeral tier (rules changed since it was
@@ -671,10 +713,25 @@ static int ts_cursor_lc(ts_cursor *c, ts_db_id db, ts_err *err) {
   return ts_lcur_open(&c->lc, &c->snap, db, err);
 }
 
+/* Make the LMDB head the current row.  Lock held. */
+static int ts_keys_lmdb_row(ts_cursor *c, ts_err *err) {
+  int rc = ts_lmdb_record(c, err);
+  if (!rc) ts_row_from_lmdb(c, c->lc.k.mv_data, c->lc.k.mv_size);
+  return rc;
+}
+
 /* Pick the next row of a key scan from the three heads: LMDB and memory
 ** (disjoint by routing) make the committed candidate; the delta overrides
-** it.  Lock held. */
+** it.  With no ephemeral rows and no delta entry ahead, the LMDB head is
+** the row (the common case, without the merge).  Lock held. */
 static int ts_keys_settle(ts_cursor *c, ts_err *err) {
+  if (!c->msnap && !c->de) {
+    int have, rc = ts_lmdb_head(c, &have, err);
+    c->adv_m = c->adv_d = 0;
+    c->adv_c = have;
+    c->eof = !have;
+    return rc || !have ? rc : ts_keys_lmdb_row(c, err);
+  }
   for (;;) {
     const ts_mem_row *m = ts_mem_head(c);
     const unsigned char *ck = NULL;
@@ -726,9 +783,7 @@ static int ts_keys_settle(ts_cursor *c, ts_err *err) {
     } else if (from_mem) {
       ts_row_from_mem(c, m);
     } else {
-      rc = ts_lmdb_record(c, err);
-      if (rc) return rc;
-      ts_row_from_lmdb(c, ck, nck);
+      return ts_keys_lmdb_row(c, err);
     }
     return TS_OK;
   }
@@ -1076,6 +1131,7 @@ int ts_cursor_begin(ts_cursor *c, const ts_scan *plan, ts_err *err) {
   ts_env *env = c->st->primary;
   int rc = TS_OK;
   ts_cursor_copy_plan(c, plan);
+  ts_cursor_plan_ns(c);
   if (!c->snap_live) {
     rc = ts_cursor_snapshots(c, err);
     if (rc) return rc;

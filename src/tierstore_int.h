@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /**************************************************************************
 ** Bounds, named once (DESIGN: "bounds are named constants in one place").
@@ -51,6 +52,13 @@ struct ts_err {
   char msg[640];
 };
 
+/* Make err say "no error" without clearing all of msg (a row's xNext and
+** xColumn declare one each). */
+static inline void ts_err_clear(ts_err *err) {
+  err->code = 0;
+  err->msg[0] = 0;
+}
+
 /* Set err->code and err->msg ("tierstore: " + formatted text); returns code. */
 int ts_err_set(ts_err *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -86,14 +94,23 @@ struct ts_value {
   size_t n;           /* TS_TEXT / TS_BLOB length */
 };
 
-/* Big-endian 64-bit store/load: keys sort numerically, files are portable. */
+/* Big-endian 64-bit store/load: keys sort numerically, files are portable.
+** One byte swap (a record's numbers are read for every row scanned). */
+static inline uint64_t ts_be64_swap(uint64_t v) {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  return __builtin_bswap64(v);
+#else
+  return v;
+#endif
+}
 static inline void ts_be64_put(unsigned char *p, uint64_t v) {
-  for (int i = 7; i >= 0; i--, v >>= 8) p[i] = (unsigned char)(v & 0xff);
+  v = ts_be64_swap(v);
+  memcpy(p, &v, 8);
 }
 static inline uint64_t ts_be64_get(const unsigned char *p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; i++) v = (v << 8) | p[i];
-  return v;
+  uint64_t v;
+  memcpy(&v, p, 8);
+  return ts_be64_swap(v);
 }
 
 /* A name: bytes plus length, never NUL-terminated. */
@@ -654,6 +671,10 @@ int ts_cursor_eof(const ts_cursor *c);
 /* Current row's encoded key (cursor-owned), followed by a 0x00 byte: each
 ** name it holds is NUL-terminated in place. */
 const unsigned char *ts_cursor_key(const ts_cursor *c, size_t *n);
+/* The current row's names, pointing into its key (each NUL-terminated);
+** TS_CORRUPT when the key is damaged (no separators, or a 0x00 in its key
+** name).  A scan within one namespace splits them without looking. */
+int ts_cursor_names(ts_cursor *c, ts_name *pns, ts_name *sns, ts_name *key);
 uint64_t ts_cursor_rowid(const ts_cursor *c);
 /* Epoch of the commit that wrote the row; 0 while uncommitted. */
 uint64_t ts_cursor_epoch(const ts_cursor *c);

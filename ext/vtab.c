@@ -50,6 +50,7 @@ enum {
 #define TS_IX_OFFSET     0x8000
 
 typedef struct ts_vtab ts_vtab;
+typedef struct ts_vcursor ts_vcursor;
 struct ts_vtab {
   sqlite3_vtab base;
   sqlite3 *db;
@@ -58,9 +59,9 @@ struct ts_vtab {
   ts_delta *delta;
   int synced;            /* xSync flushed this transaction's delta */
   int utf8;              /* the database stores text as UTF-8 */
+  ts_vcursor *idle;      /* a closed cursor's memory, for the next xOpen */
 };
 
-typedef struct ts_vcursor ts_vcursor;
 struct ts_vcursor {
   sqlite3_vtab_cursor base;
   ts_cursor *cur;
@@ -183,6 +184,7 @@ static int ts_vtab_init(sqlite3 *db, void *aux, int argc, const char *const *arg
 /* xDisconnect / xDestroy: the environment's files stay in place. */
 static int ts_vtab_disconnect(sqlite3_vtab *p) {
   ts_vtab *vt = (ts_vtab *)p;
+  sqlite3_free(vt->idle);
   ts_delta_free(vt->delta);
   ts_store_close(vt->store);
   ts_config_free(vt->cfg);
@@ -374,13 +376,16 @@ static int ts_vtab_best_index(sqlite3_vtab *p, sqlite3_index_info *info) {
 ** Cursors.
 */
 
+/* xOpen: the engine cursor comes from the store's idle ones, its shell
+** from the last one closed (a statement allocates nothing). */
 static int ts_vtab_open(sqlite3_vtab *p, sqlite3_vtab_cursor **out) {
   ts_vtab *vt = (ts_vtab *)p;
-  ts_vcursor *vc = sqlite3_malloc(sizeof(*vc));
+  ts_vcursor *vc = vt->idle ? vt->idle : sqlite3_malloc(sizeof(*vc));
   ts_err err;
   int rc;
   ts_err_clear(&err);
   if (!vc) return SQLITE_NOMEM;
+  vt->idle = NULL;
   memset(vc, 0, sizeof(*vc));
   rc = ts_cursor_new(vt->store, vt->delta, &vc->cur, &err);
   if (rc) {
@@ -391,10 +396,13 @@ static int ts_vtab_open(sqlite3_vtab *p, sqlite3_vtab_cursor **out) {
   return SQLITE_OK;
 }
 
+/* xClose: keep the shell for the next xOpen when none is kept yet. */
 static int ts_vtab_close(sqlite3_vtab_cursor *cur) {
   ts_vcursor *vc = (ts_vcursor *)cur;
+  ts_vtab *vt = (ts_vtab *)cur->pVtab;
   ts_cursor_free(vc->cur);
-  sqlite3_free(vc);
+  if (vt->idle) sqlite3_free(vc);
+  else vt->idle = vc;
   return SQLITE_OK;
 }
 

@@ -428,8 +428,9 @@ struct ts_cursor {
   int ns_fixed;                /* every row of the plan lies in it */
   /* current row */
   ts_src src;
-  unsigned char key[TS_LMDB_KEY_MAX + 1];   /* NUL-terminated */
+  const unsigned char *key;    /* kbuf, or the LMDB head's copy (key scans) */
   size_t nkey;
+  unsigned char kbuf[TS_LMDB_KEY_MAX + 1];  /* NUL-terminated */
   uint64_t rowid, epoch;
   ts_record rec;               /* src LMDB: the record, valid at map rec_gen */
   uint64_t rec_gen;
@@ -561,11 +562,10 @@ static int ts_cursor_ns(ts_cursor *c, const unsigned char *k, size_t n) {
   return TS_OK;
 }
 
-/* The length of the namespace part every key within the plan's bounds
-** shares, or 0 (a scan over several namespaces, a rowid). */
+/* The length of the namespace part every key within a key scan's or a
+** creation-order scan's bounds shares, or 0 (several namespaces). */
 static size_t ts_plan_ns_len(const ts_scan *p) {
   size_t nns;
-  if (p->kind == TS_SCAN_KEY) return ts_key_ns_len(p->lo, p->nlo);
   if (p->kind == TS_SCAN_CREATED) return ts_key_ns_len(p->ns, p->nns) == p->nns ? p->nns : 0;
   if (p->kind != TS_SCAN_KEYS || !p->lo || !p->hi) return 0;
   nns = ts_key_ns_len(p->lo, p->nlo);
@@ -578,9 +578,10 @@ static size_t ts_plan_ns_len(const ts_scan *p) {
 ** lie in one. */
 static void ts_cursor_plan_ns(ts_cursor *c) {
   const ts_scan *p = &c->plan;
-  size_t nns = ts_plan_ns_len(p);
-  c->ns_fixed = 0;
-  if (nns) c->ns_fixed = ts_cursor_ns(c, p->kind == TS_SCAN_CREATED ? p->ns : p->lo, nns) == TS_OK;
+  const unsigned char *k = p->kind == TS_SCAN_CREATED ? p->ns : p->lo;
+  size_t n = p->kind == TS_SCAN_KEY ? p->nlo : p->kind == TS_SCAN_ROWID ? 0 : ts_plan_ns_len(p);
+  c->ns_fixed = 0;   /* before ts_cursor_ns, which trusts it */
+  c->ns_fixed = n && ts_cursor_ns(c, k, n) == TS_OK;
 }
 
 /* The tier of a key (see ts_cursor_ns). */
@@ -663,8 +664,9 @@ static int ts_lmdb_head(ts_cursor *c, int *have, ts_err *err) {
 
 /* Copy the current row's key, NUL-terminated (see ts_cursor_key). */
 static void ts_row_key(ts_cursor *c, const unsigned char *k, size_t n) {
-  memcpy(c->key, k, n);
-  c->key[n] = 0;
+  memcpy(c->kbuf, k, n);
+  c->kbuf[n] = 0;
+  c->key = c->kbuf;
   c->nkey = n;
 }
 
@@ -686,11 +688,10 @@ static void ts_row_from_mem(ts_cursor *c, const ts_mem_row *r) {
   c->epoch = r->epoch;
 }
 
-/* Make the current row the committed record c->rec of key k, read at the
-** current map generation (lock held). */
-static void ts_row_from_lmdb(ts_cursor *c, const unsigned char *k, size_t n) {
+/* Make the current row the committed record c->rec, read at the current
+** map generation (lock held); the caller set its key. */
+static void ts_row_from_lmdb(ts_cursor *c) {
   c->src = TS_SRC_LMDB;
-  if (k != c->key) ts_row_key(c, k, n);
   c->rowid = c->rec.rowid;
   c->epoch = c->rec.epoch;
   c->rec_gen = ts_env_map_generation(c->st->primary);
@@ -713,11 +714,15 @@ static int ts_cursor_lc(ts_cursor *c, ts_db_id db, ts_err *err) {
   return ts_lcur_open(&c->lc, &c->snap, db, err);
 }
 
-/* Make the LMDB head the current row.  Lock held. */
+/* Make the LMDB head the current row, its key the head's own copy.  Lock
+** held. */
 static int ts_keys_lmdb_row(ts_cursor *c, ts_err *err) {
   int rc = ts_lmdb_record(c, err);
-  if (!rc) ts_row_from_lmdb(c, c->lc.k.mv_data, c->lc.k.mv_size);
-  return rc;
+  if (rc) return rc;
+  c->key = c->lc.kbuf;
+  c->nkey = c->lc.nkbuf;
+  ts_row_from_lmdb(c);
+  return TS_OK;
 }
 
 /* Pick the next row of a key scan from the three heads: LMDB and memory
@@ -815,19 +820,20 @@ static int ts_keys_begin(ts_cursor *c, ts_err *err) {
   return ts_keys_settle(c, err);
 }
 
-/* Step a key scan.  Lock held. */
+/* Step a key scan (the delta head first: a reset re-seeks it past the
+** current key, which the LMDB head's step replaces).  Lock held. */
 static int ts_keys_next(ts_cursor *c, ts_err *err) {
   int rc = TS_OK;
-  if (c->adv_c) rc = ts_lcur_step(&c->lc, c->plan.desc, err);
-  else rc = ts_lcur_revalidate(&c->lc, err);
-  if (rc) return rc;
-  if (c->adv_m) ts_mem_head_step(c);
   if (c->dgen != ts_delta_generation(c->d)) {
     ts_delta_head_seek(c, c->key, c->nkey, 1);   /* the delta was reset */
   } else if (c->adv_d) {
     c->de = ts_delta_step(c->d, c->de, c->plan.desc);
     ts_delta_head_settle(c);
   }
+  if (c->adv_c) rc = ts_lcur_step(&c->lc, c->plan.desc, err);
+  else rc = ts_lcur_revalidate(&c->lc, err);
+  if (rc) return rc;
+  if (c->adv_m) ts_mem_head_step(c);
   return ts_keys_settle(c, err);
 }
 
@@ -939,10 +945,11 @@ static int ts_created_settle(ts_cursor *c, ts_err *err) {
       return ts_err_set(err, TS_CORRUPT, "damaged creation index in LMDB environment '%s'",
                         ts_env_path(c->st->primary));
     }
-    memcpy(c->key, p->ns, p->nns);
-    memcpy(c->key + p->nns, c->lc.v.mv_data, c->lc.v.mv_size);
+    memcpy(c->kbuf, p->ns, p->nns);
+    memcpy(c->kbuf + p->nns, c->lc.v.mv_data, c->lc.v.mv_size);
     c->nkey = p->nns + c->lc.v.mv_size;
-    c->key[c->nkey] = 0;
+    c->kbuf[c->nkey] = 0;
+    c->key = c->kbuf;
     c->rowid = lr;
     e = ts_delta_get(c->d, c->key, c->nkey);
     if ((e && (e->op == TS_OP_DEL || e->fresh)) || ts_lmdb_hidden(c, c->key, c->nkey)) {
@@ -960,7 +967,7 @@ static int ts_created_settle(ts_cursor *c, ts_err *err) {
                         ts_env_path(c->st->primary));
     }
     if (rc) return rc;
-    ts_row_from_lmdb(c, c->key, c->nkey);
+    ts_row_from_lmdb(c);
     c->rowid = lr;
     return TS_OK;
   }
@@ -1030,8 +1037,9 @@ static int ts_rowid_begin(ts_cursor *c, ts_err *err) {
     }
     return TS_OK;
   }
-  rc = ts_snap_key_by_rowid(&c->snap, r, c->key, &c->nkey, err);
-  if (rc == TS_OK) c->key[c->nkey] = 0;
+  rc = ts_snap_key_by_rowid(&c->snap, r, c->kbuf, &c->nkey, err);
+  c->key = c->kbuf;
+  if (rc == TS_OK) c->kbuf[c->nkey] = 0;
   if (rc == TS_OK && ts_lmdb_hidden(c, c->key, c->nkey)) rc = TS_NOTFOUND;
   if (rc == TS_NOTFOUND && c->msnap) {
     m = ts_mem_snap_by_rowid(c->msnap, r);
@@ -1058,7 +1066,7 @@ static int ts_rowid_begin(ts_cursor *c, ts_err *err) {
     return TS_OK;
   }
   if (rc) return rc;
-  ts_row_from_lmdb(c, c->key, c->nkey);
+  ts_row_from_lmdb(c);
   c->rowid = r;
   return TS_OK;
 }
@@ -1086,7 +1094,8 @@ static int ts_key_begin(ts_cursor *c, ts_err *err) {
   rc = ts_snap_get(&c->snap, k, n, &c->rec, err);
   if (rc) return rc == TS_NOTFOUND ? TS_OK : rc;
   c->eof = 0;
-  ts_row_from_lmdb(c, k, n);
+  ts_row_key(c, k, n);
+  ts_row_from_lmdb(c);
   return TS_OK;
 }
 

@@ -788,12 +788,13 @@ static int ts_lcur_settle(ts_lcur *c, int rc, ts_err *err) {
     c->valid = 0;
     return ts_env_fail(c->snap->env, rc, "moving a cursor", err);
   }
-  if (c->k.mv_size > sizeof(c->kbuf) || !ts_snap_holds(c->snap, &c->v)) {
+  if (c->k.mv_size > TS_LMDB_KEY_MAX || !ts_snap_holds(c->snap, &c->v)) {
     c->valid = 0;
     return ts_err_set(err, TS_CORRUPT, "oversized key in LMDB environment '%s'",
                       c->snap->env->path);
   }
   memcpy(c->kbuf, c->k.mv_data, c->k.mv_size);
+  c->kbuf[c->k.mv_size] = 0;
   c->nkbuf = c->k.mv_size;
   c->gen = c->snap->env->map_gen;
   c->valid = 1;

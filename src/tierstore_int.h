@@ -411,7 +411,8 @@ struct ts_lcur {
   uint64_t gen;                       /* map generation when positioned */
   int valid;                          /* positioned on an item */
   MDB_val k, v;                       /* current item (mapped memory) */
-  unsigned char kbuf[TS_LMDB_KEY_MAX];/* copy of the current key */
+  unsigned char kbuf[TS_LMDB_KEY_MAX + 1]; /* copy of the current key,
+                                          ** NUL-terminated */
   size_t nkbuf;
 };
 /* Attach to a snapshot; lock held. */

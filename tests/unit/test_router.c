@@ -1,7 +1,7 @@
 /*
 ** test_router.c: unit tests of router.c, the ephemeral rules: parsing,
 ** the ldk preset, empty parts, blanks, errors, and routing by
-** pns / pns/sns / pns/sns/key rules.
+** pns / pns/sns / pns/sns/key rules, key by key and by namespace.
 */
 #include "tierstore_int.h"
 #include "check.h"

@@ -1,10 +1,11 @@
 /*
 ** test_store.c: unit test of src/store.c, a table's view of its tier.
 ** Plain C + LMDB, no SQLite: the merged cursor (committed snapshot + the
-** connection's uncommitted delta) in key order, creation order and by
-** rowid; point lookups; flush; snapshot isolation against a second store
-** on the same directory; a delta reset under an open cursor; and random
-** scans compared with a simple model (an array sorted with memcmp).
+** connection's uncommitted delta) in key order, creation order, by rowid
+** and by key, with the names it splits; point lookups; flush; cursors
+** reused by their store; snapshot isolation against a second store on the
+** same directory; a delta reset under an open cursor; and random scans
+** compared with a simple model (an array sorted with memcmp).
 **
 ** Every test makes its own directory under /tmp and removes it at the end.
 */
@@ -151,6 +152,18 @@ static void crow_set(crow *r, const unsigned char *k, size_t nk, uint64_t rowid,
   r->has = 1;
   r->x = x;
 }
+/* The cursor's names of its current row are its key's, each followed by a
+** 0x00 byte. */
+static void check_names(ts_cursor *c, const unsigned char *k, size_t n) {
+  ts_name got[3], want[3];
+  CHECK_EQ_INT(ts_key_decode(k, n, &want[0], &want[1], &want[2]), TS_OK);
+  CHECK_EQ_INT(ts_cursor_names(c, &got[0], &got[1], &got[2]), TS_OK);
+  for (int i = 0; i < 3; i++) {
+    CHECK(got[i].n == want[i].n && memcmp(got[i].p, want[i].p, want[i].n) == 0);
+    CHECK(got[i].p[got[i].n] == 0);
+  }
+}
+
 /* Fill r from the cursor's current row. */
 static int crow_from(crow *r, ts_cursor *c) {
   size_t n;
@@ -158,6 +171,7 @@ static int crow_from(crow *r, ts_cursor *c) {
   emitted e = {0, 0, 0};
   ts_err err = {0, {0}};
   int rc;
+  check_names(c, k, n);
   memcpy(r->k, k, n);
   r->nk = n;
   r->rowid = ts_cursor_rowid(c);
@@ -258,6 +272,14 @@ static ts_scan plan_rowid(uint64_t r) {
   memset(&p, 0, sizeof(p));
   p.kind = TS_SCAN_ROWID;
   p.rowid = r;
+  return p;
+}
+static ts_scan plan_key(const ekey *k) {
+  ts_scan p;
+  memset(&p, 0, sizeof(p));
+  p.kind = TS_SCAN_KEY;
+  p.lo = k->b;
+  p.nlo = k->n;
   return p;
 }
 
@@ -612,6 +634,81 @@ static void test_created_rowid(void) {
   ts_cursor_free(c);
   ts_store_close(st);
   ts_delta_free(d);
+  tmp_drop(root);
+}
+
+/**************************************************************************
+** Cursors kept by their store: a freed cursor comes back for the next
+** statement with a new view (snapshot, delta), and several open at once
+** stay independent.
+*/
+static void test_cursor_reuse(void) {
+  char root[64];
+  ts_store *st;
+  ts_delta *d = ts_delta_new(), *d2 = ts_delta_new();
+  ts_cursor *c = NULL, *c2 = NULL, *c3 = NULL, *first;
+  ts_err err = {0, {0}};
+  ekey k1 = ek("p", "s", "k1"), k2 = ek("q", "", "k2"), ns = nsp("p", "s"), hi;
+  ts_scan plan;
+  crow got[4];
+
+  tmp_new(root, sizeof(root));
+  st = store_open(root, "env");
+  put(d, &k1, 1, ts_delta_new_rowid(d), 1);
+  CHECK_EQ_INT(flush_ok(st, d), 1);
+
+  CHECK_EQ_INT(ts_cursor_new(st, d, &c, &err), TS_OK);
+  first = c;
+  plan = plan_key(&k1);
+  CHECK_EQ_INT(run_scan(c, &plan, got, 4), 1);
+  CHECK(got[0].has && got[0].x == 1 && got[0].epoch == 1);
+  CHECK(ts_delta_is_shared(d));
+  ts_cursor_free(c);
+  CHECK(!ts_delta_is_shared(d));   /* the view's delta went with it */
+
+  /* A commit in between: the reused cursor reads the new state. */
+  put(d, &k1, 2, 1, 0);
+  put(d, &k2, 3, ts_delta_new_rowid(d), 1);
+  CHECK_EQ_INT(flush_ok(st, d), 2);
+  CHECK_EQ_INT(ts_cursor_new(st, d2, &c, &err), TS_OK);
+  CHECK(c == first);
+  CHECK(ts_delta_is_shared(d2));
+  CHECK_EQ_INT(run_scan(c, &plan, got, 4), 1);
+  CHECK(got[0].has && got[0].x == 2 && got[0].epoch == 2);
+
+  /* Two more at once, each its own plan and names; then all freed and
+  ** taken again. */
+  CHECK_EQ_INT(ts_cursor_new(st, d2, &c2, &err), TS_OK);
+  CHECK_EQ_INT(ts_cursor_new(st, d2, &c3, &err), TS_OK);
+  CHECK(c2 != c && c3 != c && c2 != c3);
+  plan = plan_ns(0, &ns, &hi);
+  CHECK_EQ_INT(ts_cursor_begin(c2, &plan, &err), TS_OK);
+  plan = plan_keys(1, NULL, 0, NULL, 0);
+  CHECK_EQ_INT(ts_cursor_begin(c3, &plan, &err), TS_OK);
+  CHECK(!ts_cursor_eof(c2) && !ts_cursor_eof(c3));
+  crow_from(&got[1], c2);
+  crow_from(&got[2], c3);
+  CHECK(got[1].nk == k1.n && memcmp(got[1].k, k1.b, k1.n) == 0 && got[1].x == 2);
+  CHECK(got[2].nk == k2.n && memcmp(got[2].k, k2.b, k2.n) == 0 && got[2].x == 3);
+  ts_cursor_free(c);
+  ts_cursor_free(c2);
+  ts_cursor_free(c3);
+  CHECK(!ts_delta_is_shared(d2));
+  for (int round = 0; round < 3; round++) {
+    ts_cursor *a = NULL, *b = NULL;
+    CHECK_EQ_INT(ts_cursor_new(st, d, &a, &err), TS_OK);
+    CHECK_EQ_INT(ts_cursor_new(st, d2, &b, &err), TS_OK);
+    plan = plan_key(&k2);
+    CHECK_EQ_INT(run_scan(a, &plan, got, 4), 1);
+    plan = plan_created(round % 2, &ns, 1, UINT64_MAX);
+    CHECK_EQ_INT(run_scan(b, &plan, got + 1, 3), 1);
+    CHECK(got[0].x == 3 && got[1].x == 2);
+    ts_cursor_free(b);
+    ts_cursor_free(a);
+  }
+  ts_store_close(st);
+  ts_delta_free(d);
+  ts_delta_free(d2);
   tmp_drop(root);
 }
 
@@ -1260,6 +1357,35 @@ static void model_check(ts_store *st, ts_delta *d, const char *phase) {
     if (bad) fprintf(stderr, "  %s: %d rowid mismatches\n", phase, bad);
     g_bad += bad;
   }
+  /* Point reads of every key, and of keys next to them that do not exist
+  ** (the same names with a byte more). */
+  {
+    int bad = 0;
+    for (size_t i = 0; i < nu; i++) {
+      uint64_t vr = 0, e = 0;
+      int64_t x = 0;
+      int f;
+      int vis = visible(&U[i], &vr, &e, &x, &f);
+      ekey k;
+      crow got[2];
+      size_t ng;
+      memcpy(k.b, U[i].b, U[i].n);
+      k.n = U[i].n;
+      p = plan_key(&k);
+      ng = run_scan(c, &p, got, 2);
+      if (vis ? ng != 1 || bcmp_(got[0].k, got[0].nk, k.b, k.n) || got[0].rowid != vr ||
+                    got[0].epoch != e || !got[0].has || got[0].x != x
+              : ng != 0) {
+        bad++;
+      }
+      k.b[k.n++] = 0x7f;
+      if (i + 1 < nu && bcmp_(k.b, k.n, U[i + 1].b, U[i + 1].n) == 0) continue;
+      p = plan_key(&k);
+      if (run_scan(c, &p, got, 2) != 0) bad++;
+    }
+    if (bad) fprintf(stderr, "  %s: %d point read mismatches\n", phase, bad);
+    g_bad += bad;
+  }
   /* Lookups of every key. */
   {
     int bad = 0;
@@ -1374,6 +1500,7 @@ static void test_model(void) {
 int main(void) {
   test_keys();
   test_created_rowid();
+  test_cursor_reuse();
   test_flush_snapshot();
   test_reset_under_cursor();
   test_model();

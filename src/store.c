@@ -15,7 +15,10 @@
 ** whole life, so a statement reads one consistent state even across several
 ** xFilter calls (IN lists).  It takes the environment's read lock only
 ** inside each call, never across calls, so a commit in the same thread can
-** always grow the map.
+** always grow the map.  A freed cursor stays with its store, its LMDB read
+** transaction reset (not aborted) and its LMDB cursor open, so the next
+** statement or lookup renews them instead of allocating: a point read costs
+** no allocation and no reader-slot search.
 */
 #include "tierstore_int.h"
 
@@ -31,12 +34,14 @@ struct ts_store {
   ts_durability durability;
   ts_names_rule names;
   uint64_t backup_epoch;       /* the backup is known to hold up to this */
-  ts_snap lookup;              /* reused for xUpdate's point lookups */
-  ts_cursor *idle;             /* freed cursors kept for reuse (a list) */
+  ts_cursor *idle;             /* freed cursors kept for reuse (a list): their
+                               ** read transactions serve lookups too */
   int nidle;
 };
 
 static void ts_cursor_pool_drain(ts_store *st);
+static ts_cursor *ts_store_reader(ts_store *st, ts_snap **snap, ts_err *err);
+static void ts_store_reader_done(ts_cursor *c);
 
 /* Test-only fault point: TIERSTORE_FAULT=after-primary kills the process
 ** between the primary's and the backup's write, as a crash would. */
@@ -107,7 +112,6 @@ int ts_store_open(const ts_store_cfg *cfg, ts_store **out, ts_err *err) {
 void ts_store_close(ts_store *st) {
   if (!st) return;
   ts_cursor_pool_drain(st);
-  ts_snap_free(&st->lookup);
   ts_env_close(st->backup);
   ts_env_close(st->primary);
   ts_router_free(st->router);
@@ -130,6 +134,8 @@ ts_tier_id ts_store_route(const ts_store *st, const unsigned char *key,
 int ts_store_lookup(ts_store *st, const ts_delta *d, const unsigned char *key,
                     size_t nkey, ts_row_info *info, ts_err *err) {
   const ts_delta_entry *e = ts_delta_get(d, key, nkey);
+  ts_cursor *reader;
+  ts_snap *snap;
   ts_record rec;
   int rc;
   if (e) {
@@ -146,12 +152,12 @@ int ts_store_lookup(ts_store *st, const ts_delta *d, const unsigned char *key,
     ts_mem_snap_release(st->mem, ms);
     return r ? TS_OK : TS_NOTFOUND;
   }
-  rc = ts_snap_begin(&st->lookup, st->primary, err);
-  if (rc) return rc;
+  reader = ts_store_reader(st, &snap, err);
+  if (!reader) return err->code;
   ts_env_read_lock(st->primary);
-  rc = ts_snap_get(&st->lookup, key, nkey, &rec, err);
+  rc = ts_snap_get(snap, key, nkey, &rec, err);
   ts_env_read_unlock(st->primary);
-  ts_snap_end(&st->lookup);
+  ts_store_reader_done(reader);
   if (rc == TS_OK) info->rowid = rec.rowid;
   return rc;
 }
@@ -160,6 +166,8 @@ int ts_store_lookup(ts_store *st, const ts_delta *d, const unsigned char *key,
 int ts_store_key_by_rowid(ts_store *st, const ts_delta *d, uint64_t rowid,
                           unsigned char *buf, size_t *n, ts_err *err) {
   const ts_delta_entry *e;
+  ts_cursor *reader;
+  ts_snap *snap;
   int rc;
   if (rowid >= TS_ROWID_PROVISIONAL) {
     e = ts_delta_by_rowid(d, rowid);
@@ -168,12 +176,12 @@ int ts_store_key_by_rowid(ts_store *st, const ts_delta *d, uint64_t rowid,
     *n = e->nkey;
     return TS_OK;
   }
-  rc = ts_snap_begin(&st->lookup, st->primary, err);
-  if (rc) return rc;
+  reader = ts_store_reader(st, &snap, err);
+  if (!reader) return err->code;
   ts_env_read_lock(st->primary);
-  rc = ts_snap_key_by_rowid(&st->lookup, rowid, buf, n, err);
+  rc = ts_snap_key_by_rowid(snap, rowid, buf, n, err);
   ts_env_read_unlock(st->primary);
-  ts_snap_end(&st->lookup);
+  ts_store_reader_done(reader);
   if (rc == TS_OK && ts_store_route(st, buf, *n) == TS_TIER_EPHEMERAL) rc = TS_NOTFOUND;
   if (rc == TS_NOTFOUND && st->mem) {
     ts_mem_snap *ms = ts_mem_snapshot(st->mem);
@@ -438,19 +446,23 @@ struct ts_cursor {
   const ts_mem_row *cur_m;     /* when src == TS_SRC_MEM */
 };
 
-/* A cursor over the store and the connection's delta: an idle one of the
-** store's when it has one (its read transaction and LMDB cursor come
-** along), else a new one. */
-int ts_cursor_new(ts_store *st, ts_delta *d, ts_cursor **out, ts_err *err) {
+/* An idle cursor of the store (its read transaction and LMDB cursor come
+** along), else a new one; no view yet.  NULL when out of memory. */
+static ts_cursor *ts_cursor_take(ts_store *st) {
   ts_cursor *c = st->idle;
   if (c) {
     st->idle = c->next_idle;
     st->nidle--;
-  } else {
-    c = calloc(1, sizeof(*c));
-    if (!c) return ts_err_set(err, TS_NOMEM, "out of memory opening a cursor");
+  } else if ((c = calloc(1, sizeof(*c))) != NULL) {
     c->st = st;
   }
+  return c;
+}
+
+/* A cursor over the store and the connection's delta. */
+int ts_cursor_new(ts_store *st, ts_delta *d, ts_cursor **out, ts_err *err) {
+  ts_cursor *c = ts_cursor_take(st);
+  if (!c) return ts_err_set(err, TS_NOMEM, "out of memory opening a cursor");
   c->d = d;
   ts_delta_retain(d);
   c->eof = 1;
@@ -476,18 +488,10 @@ static void ts_cursor_pool_drain(ts_store *st) {
   st->nidle = 0;
 }
 
-/* End the cursor's view (its snapshots and delta) and keep it idle in its
-** store for the next statement, or free it when the store has enough. */
-void ts_cursor_free(ts_cursor *c) {
-  ts_store *st;
-  if (!c) return;
-  st = c->st;
-  ts_snap_end(&c->snap);
-  c->snap_live = 0;
-  if (c->msnap) ts_mem_snap_release(st->mem, c->msnap);
-  c->msnap = NULL;
-  ts_delta_free(c->d);
-  c->d = NULL;
+/* Keep a cursor whose view ended idle in its store for the next statement
+** or lookup, or free it when the store keeps enough. */
+static void ts_cursor_keep(ts_cursor *c) {
+  ts_store *st = c->st;
   if (st->nidle >= TS_CURSOR_POOL) {
     ts_cursor_destroy(c);
     return;
@@ -495,6 +499,41 @@ void ts_cursor_free(ts_cursor *c) {
   c->next_idle = st->idle;
   st->idle = c;
   st->nidle++;
+}
+
+/* End the cursor's view (its snapshots and delta) and keep it. */
+void ts_cursor_free(ts_cursor *c) {
+  if (!c) return;
+  ts_snap_end(&c->snap);
+  c->snap_live = 0;
+  if (c->msnap) ts_mem_snap_release(c->st->mem, c->msnap);
+  c->msnap = NULL;
+  ts_delta_free(c->d);
+  c->d = NULL;
+  ts_cursor_keep(c);
+}
+
+/* A snapshot of the newest committed state for one lookup, on an idle
+** cursor's read transaction (lookups share the store's few LMDB reader
+** slots with its statements).  NULL on failure, with err set. */
+static ts_cursor *ts_store_reader(ts_store *st, ts_snap **snap, ts_err *err) {
+  ts_cursor *c = ts_cursor_take(st);
+  if (!c) {
+    ts_err_set(err, TS_NOMEM, "out of memory reading a key");
+    return NULL;
+  }
+  if (ts_snap_begin(&c->snap, st->primary, err)) {
+    ts_cursor_keep(c);
+    return NULL;
+  }
+  *snap = &c->snap;
+  return c;
+}
+
+/* End a lookup's snapshot and keep its cursor. */
+static void ts_store_reader_done(ts_cursor *c) {
+  ts_snap_end(&c->snap);
+  ts_cursor_keep(c);
 }
 
 int ts_cursor_eof(const ts_cursor *c) { return c->eof; }

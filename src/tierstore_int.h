@@ -28,8 +28,9 @@
 #define TS_COUNTERS_FILE    "tierstore.shm" /* shared counters, beside lock.mdb */
 #define TS_MIN_MAP_SIZE     ((size_t)64 << 10)
 #define TS_MAX_MAP_SIZE     ((size_t)1 << 44)  /* largest map_size accepted: 16 TiB */
-#define TS_CURSOR_POOL      2            /* idle cursors a store keeps for reuse
-                                         ** (each holds an LMDB reader slot) */
+#define TS_CURSOR_POOL      2            /* idle cursors a store keeps for its
+                                         ** statements and lookups (each holds
+                                         ** an LMDB reader slot) */
 
 /**************************************************************************
 ** Result codes (err.c).  ext/ maps them to SQLite codes.

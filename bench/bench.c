@@ -72,7 +72,8 @@ static struct {
   uint64_t seed;
   const char *label; /* free text for the report header, e.g. the git revision */
   int bulk_reps;     /* bulk loads per system (median reported) */
-} O = {200000, 100, 0, "./bench-data", NULL, 300, 5000, 2000, 5, 0, 0, 1, NULL, 3};
+  const char *ts_journal; /* journal_mode of ts.db; NULL: SQLite's default */
+} O = {200000, 100, 0, "./bench-data", NULL, 300, 5000, 2000, 5, 0, 0, 1, NULL, 3, NULL};
 
 #define EPH_KEYS 3 /* keys the ephemeral overwrite variant cycles over */
 
@@ -298,6 +299,11 @@ static sqlite3 *open_ts(void) {
   sqlite3 *db;
   if (sqlite3_open(path_in(p, "ts.db"), &db) != SQLITE_OK) die("open %s", p);
   if (sqlite3_tierstore_init(db, NULL, NULL) != SQLITE_OK) die("sqlite3_tierstore_init failed");
+  if (O.ts_journal) {
+    char sql[64];
+    snprintf(sql, sizeof(sql), "PRAGMA journal_mode=%s", O.ts_journal);
+    exec(db, sql);
+  }
   return db;
 }
 
@@ -1120,6 +1126,9 @@ static void usage(void) {
          "  --scan-reps N     repetitions of each scan, median reported (default 5)\n"
          "  --bulk-reps N     bulk loads per system into fresh files, median reported (default 3)\n"
          "  --native-cache-kib N  native SQLite cache_size (default: SQLite's, 2000 KiB)\n"
+         "  --ts-journal-mode M   journal_mode of tierstore's own database file ts.db (default:\n"
+         "                    SQLite's, DELETE: every statement locks and checks the file);\n"
+         "                    wal puts it on the native database's footing\n"
          "  --seed N          data and order seed (default 1)\n"
          "  --label TEXT      shown in the report header (bench/run.sh passes the git revision)\n");
 }
@@ -1158,6 +1167,13 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--scan-reps")) O.scan_reps = (int)num_arg(argc, argv, &i);
     else if (!strcmp(a, "--bulk-reps")) O.bulk_reps = (int)num_arg(argc, argv, &i), bulk_reps_set = 1;
     else if (!strcmp(a, "--native-cache-kib")) O.native_cache_kib = (int)num_arg(argc, argv, &i);
+    else if (!strcmp(a, "--ts-journal-mode")) {
+      if (++i >= argc) die("--ts-journal-mode needs a value");
+      for (const char *c = argv[i]; *c; c++) {
+        if (!isalpha((unsigned char)*c)) die("bad value for --ts-journal-mode: %s", argv[i]);
+      }
+      O.ts_journal = argv[i];
+    }
     else if (!strcmp(a, "--seed")) O.seed = (uint64_t)num_arg(argc, argv, &i);
     else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
       usage();
@@ -1230,8 +1246,8 @@ int main(int argc, char **argv) {
   ** systems take turns, bulk_reps rounds; the median time is reported, the
   ** largest peak RSS, and the files of the last round stay for the other
   ** workloads. */
-  static const char *const bulk_files[4][5] = {
-      {"ts.db", "ts.db-journal", "ts-primary", "ts-backup", NULL},
+  static const char *const bulk_files[4][7] = {
+      {"ts.db", "ts.db-journal", "ts.db-wal", "ts.db-shm", "ts-primary", "ts-backup", NULL},
       {"native.db", "native.db-wal", "native.db-shm", "native-backup.db", NULL},
       {"lmdb-seq-a", "lmdb-seq-b", NULL},
       {"lmdb-par-a", "lmdb-par-b", NULL}};
@@ -1533,8 +1549,8 @@ int main(int argc, char **argv) {
              "keys inserted in random order\n",
           (unsigned long long)O.rows, O.value_size, NNS, raw_bytes / 1048576.0);
   fprintf(t, "systems: tierstore = primary+backup, durability='durable' (and a 'written' table on the same "
-             "environments), SQL with prepared statements, map_size=%s\n",
-          ts_map_size);
+             "environments), SQL with prepared statements, map_size=%s%s%s\n",
+          ts_map_size, O.ts_journal ? ", ts.db journal_mode=" : "", O.ts_journal ? O.ts_journal : "");
   fprintf(t, "         native    = WITHOUT ROWID table, WAL, synchronous=FULL, ATTACHed backup db written in the "
              "same transaction; cache_size %s\n",
           O.native_cache_kib ? "set by --native-cache-kib" : "SQLite's default (2000 KiB)");

@@ -727,13 +727,13 @@ static void ts_row_from_mem(ts_cursor *c, const ts_mem_row *r) {
   c->epoch = r->epoch;
 }
 
-/* Make the current row the committed record c->rec, read at the current
-** map generation (lock held); the caller set its key. */
-static void ts_row_from_lmdb(ts_cursor *c) {
+/* Make the current row the committed record c->rec, read at map
+** generation gen; the caller set its key. */
+static void ts_row_from_lmdb(ts_cursor *c, uint64_t gen) {
   c->src = TS_SRC_LMDB;
   c->rowid = c->rec.rowid;
   c->epoch = c->rec.epoch;
-  c->rec_gen = ts_env_map_generation(c->st->primary);
+  c->rec_gen = gen;
 }
 
 /* Decode the record under the LMDB head into c->rec.  Lock held. */
@@ -760,7 +760,7 @@ static int ts_keys_lmdb_row(ts_cursor *c, ts_err *err) {
   if (rc) return rc;
   c->key = c->lc.kbuf;
   c->nkey = c->lc.nkbuf;
-  ts_row_from_lmdb(c);
+  ts_row_from_lmdb(c, c->lc.gen);
   return TS_OK;
 }
 
@@ -1006,7 +1006,7 @@ static int ts_created_settle(ts_cursor *c, ts_err *err) {
                         ts_env_path(c->st->primary));
     }
     if (rc) return rc;
-    ts_row_from_lmdb(c);
+    ts_row_from_lmdb(c, ts_env_map_generation(c->st->primary));
     c->rowid = lr;
     return TS_OK;
   }
@@ -1105,7 +1105,7 @@ static int ts_rowid_begin(ts_cursor *c, ts_err *err) {
     return TS_OK;
   }
   if (rc) return rc;
-  ts_row_from_lmdb(c);
+  ts_row_from_lmdb(c, ts_env_map_generation(c->st->primary));
   c->rowid = r;
   return TS_OK;
 }
@@ -1134,7 +1134,7 @@ static int ts_key_begin(ts_cursor *c, ts_err *err) {
   if (rc) return rc == TS_NOTFOUND ? TS_OK : rc;
   c->eof = 0;
   ts_row_key(c, k, n);
-  ts_row_from_lmdb(c);
+  ts_row_from_lmdb(c, ts_env_map_generation(c->st->primary));
   return TS_OK;
 }
 

@@ -827,9 +827,14 @@ int ts_lcur_seek(ts_lcur *c, const unsigned char *k, size_t nk, int desc,
 }
 
 /* Re-seek the current key after a remap. */
+/* Has the map moved since the cursor was positioned on its item? */
+static int ts_lcur_moved(const ts_lcur *c) {
+  return c->valid && c->gen != c->snap->env->map_gen;
+}
+
 int ts_lcur_revalidate(ts_lcur *c, ts_err *err) {
   int rc;
-  if (!c->valid || c->gen == c->snap->env->map_gen) return TS_OK;
+  if (!ts_lcur_moved(c)) return TS_OK;
   rc = mdb_cursor_renew(c->snap->txn, c->cur);
   if (rc) return ts_env_fail(c->snap->env, rc, "renewing a cursor", err);
   c->k.mv_size = c->nkbuf;
@@ -842,8 +847,7 @@ int ts_lcur_revalidate(ts_lcur *c, ts_err *err) {
 int ts_lcur_step(ts_lcur *c, int desc, ts_err *err) {
   int rc;
   if (!c->valid) return TS_OK;
-  rc = ts_lcur_revalidate(c, err);
-  if (rc) return rc;
+  if (ts_lcur_moved(c) && (rc = ts_lcur_revalidate(c, err)) != TS_OK) return rc;
   rc = mdb_cursor_get(c->cur, &c->k, &c->v, desc ? MDB_PREV : MDB_NEXT);
   return ts_lcur_settle(c, rc, err);
 }

@@ -596,7 +596,12 @@ static int ts_vtab_eof(sqlite3_vtab_cursor *cur) {
   return vc->limit == 0 || ts_cursor_eof(vc->cur);
 }
 
-/* Emit a value into a SQLite result (copying the bytes). */
+/* Emit a value into a SQLite result, copying the bytes (SQLITE_TRANSIENT).
+** SQLITE_STATIC would tell SQLite the bytes never change, and it keeps such
+** a pointer beyond the row (max() holds on to it, and the caller may read a
+** column until its next step); but an LMDB page moves when this process
+** remaps a grown map, even during another statement's COMMIT in the same
+** thread, and a cursor's buffers and read transaction are reused. */
 static void ts_emit_result(void *ctx, const ts_value *v) {
   sqlite3_context *c = ctx;
   switch (v->type) {

@@ -826,12 +826,12 @@ int ts_lcur_seek(ts_lcur *c, const unsigned char *k, size_t nk, int desc,
   return ts_lcur_settle(c, rc, err);
 }
 
-/* Re-seek the current key after a remap. */
 /* Has the map moved since the cursor was positioned on its item? */
 static int ts_lcur_moved(const ts_lcur *c) {
   return c->valid && c->gen != c->snap->env->map_gen;
 }
 
+/* Re-seek the current key after a remap. */
 int ts_lcur_revalidate(ts_lcur *c, ts_err *err) {
   int rc;
   if (!ts_lcur_moved(c)) return TS_OK;

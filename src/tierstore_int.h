@@ -114,7 +114,7 @@ static inline uint64_t ts_be64_get(const unsigned char *p) {
   return ts_be64_swap(v);
 }
 
-/* A name: bytes plus length, never NUL-terminated. */
+/* A name: bytes plus length (a NUL after them is not guaranteed). */
 typedef struct ts_name ts_name;
 struct ts_name {
   const char *p;

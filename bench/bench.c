@@ -72,8 +72,8 @@ static struct {
   uint64_t seed;
   const char *label; /* free text for the report header, e.g. the git revision */
   int bulk_reps;     /* bulk loads per system (median reported) */
-  const char *ts_journal; /* journal_mode of ts.db; NULL: SQLite's default */
-} O = {200000, 100, 0, "./bench-data", NULL, 300, 5000, 2000, 5, 0, 0, 1, NULL, 3, NULL};
+  const char *ts_journal; /* journal_mode of ts.db (the native side: WAL) */
+} O = {200000, 100, 0, "./bench-data", NULL, 300, 5000, 2000, 5, 0, 0, 1, NULL, 3, "wal"};
 
 #define EPH_KEYS 3 /* keys the ephemeral overwrite variant cycles over */
 
@@ -1126,9 +1126,9 @@ static void usage(void) {
          "  --scan-reps N     repetitions of each scan, median reported (default 5)\n"
          "  --bulk-reps N     bulk loads per system into fresh files, median reported (default 3)\n"
          "  --native-cache-kib N  native SQLite cache_size (default: SQLite's, 2000 KiB)\n"
-         "  --ts-journal-mode M   journal_mode of tierstore's own database file ts.db (default:\n"
-         "                    SQLite's, DELETE: every statement locks and checks the file);\n"
-         "                    wal puts it on the native database's footing\n"
+         "  --ts-journal-mode M   journal_mode of tierstore's own database file ts.db (default\n"
+         "                    wal, as the native database; delete: SQLite's default, where\n"
+         "                    every statement locks and checks the file)\n"
          "  --seed N          data and order seed (default 1)\n"
          "  --label TEXT      shown in the report header (bench/run.sh passes the git revision)\n");
 }

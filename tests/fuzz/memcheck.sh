@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Leaks and invalid accesses (issue 4, item 6): run the C unit tests
-# (BUILD/tests/test_*) and every SQL test file (tests/sql/*.sql, through the
+# (BUILD/tests/test_*), every SQL test file (tests/sql/*.sql, through the
 # real sqlite3 shell with the extension loaded, as tests/sql/run_sql.py runs
-# them) under valgrind memcheck:
+# them) and the Python test files whose connections live in the pytest
+# process (Debian's python3 with PYTHONMALLOC=malloc; their child
+# processes run without valgrind) under valgrind memcheck:
 #
 #   valgrind --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=9
 #
@@ -56,6 +58,12 @@ memcheck_one() {
   if [ "$kind" = unit ]; then
     (cd "$dir" && "${vg[@]}" --log-file="$log" "$arg" >"$work/$name.out" 2>&1)
     rc=$?
+  elif [ "$kind" = py ]; then
+    # a Python test file in this process (its child processes run plainly)
+    (cd "$root/tests/py" && PYTHONMALLOC=malloc TIERSTORE_EXT="$ext" TIERSTORE_SQLITE3="$shell" \
+       "${vg[@]}" --log-file="$log" /usr/bin/python3 -m pytest -q -p no:cacheprovider \
+       --basetemp="$dir/tmp" "$arg" >"$work/$name.out" 2>&1)
+    rc=$?
   elif [ "$kind" = corpus ]; then
     (cd "$dir" && TIERSTORE_FUZZ_DIR="$dir/scratch" "${vg[@]}" --log-file="$log" \
        "$work/fuzz_sql_standalone" "$arg" >"$work/$name.out" 2>&1)
@@ -82,7 +90,7 @@ memcheck_one() {
   printf '%s %s %s %ss %s\n' "$verdict" "$kind" "$name" "$((t1 - t0))" "$why" >"$work/$name.result"
 }
 export -f memcheck_one
-export work ext shell
+export work ext shell root
 export vg_flat="${vg[*]}"
 
 list="$work/list"
@@ -93,6 +101,10 @@ for exe in "$build"/tests/test_*; do
 done
 for sql in "$root"/tests/sql/*.sql; do
   echo "sql_$(basename "$sql" .sql) sql $sql" >>"$list"
+done
+# the Python tests whose connections live in the test process itself
+for py in test_connections test_kvstore_conformance test_ephemeral test_reopen; do
+  echo "py_$py py $py.py" >>"$list"
 done
 if [ "${TIERSTORE_MEMCHECK_CORPUS:-1}" != 0 ]; then
   # the fuzz target, uninstrumented, as a plain program over the seeds

@@ -1049,6 +1049,21 @@ static int ts_index_order_created(const ts_index_add *a, size_t n, size_t *order
   return 0;
 }
 
+/* The last key of the cursor's database into buf (cap bytes); *n = 0 when
+** the database is empty, MDB_CORRUPTED for a key longer than cap. */
+static int ts_cursor_last_key(MDB_cursor *cur, unsigned char *buf, size_t cap,
+                              size_t *n) {
+  MDB_val k, v;
+  int rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+  *n = 0;
+  if (rc == MDB_NOTFOUND) return 0;
+  if (rc) return rc;
+  if (k.mv_size > cap) return MDB_CORRUPTED;
+  memcpy(buf, k.mv_data, k.mv_size);
+  *n = k.mv_size;
+  return 0;
+}
+
 /* Put the entries, in the given order, into an index (created: the
 ** creation index, else the rowid index), appending those above its last
 ** key (LMDB then fills pages completely and compares no keys). */
@@ -1060,13 +1075,11 @@ static int ts_wtxn_put_sorted(ts_wtxn *w, MDB_dbi db, const size_t *order,
   size_t nlast = 0, nk = created ? 16 : 8;
   int rc = mdb_cursor_open(w->txn, db, &cur);
   if (rc) return rc;
-  rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
-  if (rc == 0 && k.mv_size == nk) {
-    memcpy(last, k.mv_data, nk);
-    nlast = nk;
-  } else if (rc == 0 || rc == MDB_NOTFOUND) {
-    rc = 0;
-  }
+  rc = ts_cursor_last_key(cur, last, sizeof(last), &nlast);
+  /* a key of the wrong size (a damaged index) counts as no bound: LMDB
+  ** itself refuses an append that is not above its last key */
+  if (rc == MDB_CORRUPTED) rc = 0;
+  if (nlast != nk) nlast = 0;
   for (size_t i = 0; i < w->nadds && !rc; i++) {
     const ts_index_add *a = &w->adds[order[i]];
     const unsigned char *key = w->add_keys + a->off;
@@ -1137,17 +1150,11 @@ static int ts_wtxn_above_tail(ts_wtxn *w, const unsigned char *key, size_t nkey,
   int c;
   if (!w->tail_known) {
     MDB_cursor *cur;
-    MDB_val k, v;
     int rc = mdb_cursor_open(w->txn, w->env->dbi_data, &cur);
     if (rc) return rc;
-    rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
-    if (rc == 0 && k.mv_size > sizeof(w->tail)) rc = MDB_CORRUPTED;
-    if (rc == 0) {
-      memcpy(w->tail, k.mv_data, k.mv_size);
-      w->ntail = k.mv_size;
-    }
+    rc = ts_cursor_last_key(cur, w->tail, sizeof(w->tail), &w->ntail);
     mdb_cursor_close(cur);
-    if (rc && rc != MDB_NOTFOUND) return rc;
+    if (rc) return rc;
     w->tail_known = 1;
   }
   n = nkey < w->ntail ? nkey : w->ntail;
@@ -1156,34 +1163,31 @@ static int ts_wtxn_above_tail(ts_wtxn *w, const unsigned char *key, size_t nkey,
   return 0;
 }
 
-/* A stored record in the write transaction (MDB_NOTFOUND when absent); a
-** key above every data key is absent without a lookup. */
-int ts_wtxn_get(ts_wtxn *w, const unsigned char *key, size_t nkey, ts_record *rec) {
+/* The stored record of key in the write transaction: 0, MDB_NOTFOUND or
+** an error.  *above: key is above every data key, so absent without a
+** lookup (a bulk load in key order), and appended when written. */
+static int ts_wtxn_find(ts_wtxn *w, const unsigned char *key, size_t nkey,
+                        int *above, ts_record *rec) {
   MDB_val k = {nkey, (void *)key}, v;
-  int above, rc = ts_wtxn_above_tail(w, key, nkey, &above);
-  if (!rc) rc = above ? MDB_NOTFOUND : mdb_get(w->txn, w->env->dbi_data, &k, &v);
+  int rc = ts_wtxn_above_tail(w, key, nkey, above);
+  if (!rc) rc = *above ? MDB_NOTFOUND : mdb_get(w->txn, w->env->dbi_data, &k, &v);
   if (rc) return rc;
   return ts_record_decode(v.mv_data, v.mv_size, rec) ? MDB_CORRUPTED : 0;
 }
 
-/* Apply a resolved change with its indexes.  A key above every stored key
-** (a bulk load in key order) needs no lookup and is appended. */
-int ts_wtxn_change(ts_wtxn *w, const ts_change *c) {
+/* Apply a resolved change over the stored record old (NULL: absent) that
+** ts_wtxn_find returned with above, keeping the indexes in step. */
+static int ts_wtxn_apply(ts_wtxn *w, const ts_change *c, int above,
+                         const ts_record *old) {
   MDB_val k = {c->nkey, (void *)c->key}, v;
-  ts_record old;
-  int above, exists, rc = ts_wtxn_above_tail(w, c->key, c->nkey, &above);
-  if (rc) return rc;
-  rc = ts_wtxn_get(w, c->key, c->nkey, &old);
-  exists = rc == 0;
-  if (rc && rc != MDB_NOTFOUND) return rc;
-  rc = 0;
+  int rc = 0;
   if (c->op == TS_OP_DEL) {
-    if (!exists) return 0;
-    rc = ts_wtxn_index(w, c->key, c->nkey, old.rowid, 0);
+    if (!old) return 0;
+    rc = ts_wtxn_index(w, c->key, c->nkey, old->rowid, 0);
     return rc ? rc : mdb_del(w->txn, w->env->dbi_data, &k, NULL);
   }
-  if (exists && old.rowid != c->rowid) rc = ts_wtxn_index(w, c->key, c->nkey, old.rowid, 0);
-  if (!rc && (!exists || old.rowid != c->rowid)) rc = ts_wtxn_index(w, c->key, c->nkey, c->rowid, 1);
+  if (old && old->rowid != c->rowid) rc = ts_wtxn_index(w, c->key, c->nkey, old->rowid, 0);
+  if (!rc && (!old || old->rowid != c->rowid)) rc = ts_wtxn_index(w, c->key, c->nkey, c->rowid, 1);
   if (rc) return rc;
   v.mv_size = ts_record_size(&c->value);
   rc = mdb_put(w->txn, w->env->dbi_data, &k, &v, MDB_RESERVE | (above ? MDB_APPEND : 0));
@@ -1194,6 +1198,14 @@ int ts_wtxn_change(ts_wtxn *w, const ts_change *c) {
     w->ntail = c->nkey;
   }
   return 0;
+}
+
+/* Apply a resolved change with its indexes. */
+int ts_wtxn_change(ts_wtxn *w, const ts_change *c) {
+  ts_record old;
+  int above, rc = ts_wtxn_find(w, c->key, c->nkey, &above, &old);
+  if (rc && rc != MDB_NOTFOUND) return rc;
+  return ts_wtxn_apply(w, c, above, rc ? NULL : &old);
 }
 
 /* Store the replay record of an epoch: the keys of its changes. */
@@ -1319,25 +1331,28 @@ static int ts_commit_body(void *ctx, ts_wtxn *w) {
     ts_change ch;
     ts_record old;
     long rank;
+    int above, stored;
     if (!ts_commit_wants(c, e)) continue;
     memset(&ch, 0, sizeof(ch));
     ch.key = e->key;
     ch.nkey = e->nkey;
     ch.op = e->op;
+    rc = ts_wtxn_find(w, e->key, e->nkey, &above, &old);
+    if (rc && rc != MDB_NOTFOUND) break;
+    stored = rc == 0;
+    rc = 0;
     if (e->op == TS_OP_PUT) {
-      rc = ts_wtxn_get(w, e->key, e->nkey, &old);
-      if (rc && rc != MDB_NOTFOUND) break;
       /* a stored key keeps its number, also when this transaction created
       ** it and another writer created it meanwhile (at commit the write
       ** replaces it), unless this transaction deleted it first */
       rank = ts_fresh_rank(c->fresh, e);
-      if (rc == 0 && !e->again) ch.rowid = old.rowid;
+      if (stored && !e->again) ch.rowid = old.rowid;
       else if (rank >= 0) ch.rowid = c->base_rowid + (uint64_t)rank;
       else if ((rc = ts_commit_extra_rowid(c, env, next_rowid, nextra++, &ch.rowid)) != 0) break;
       ch.value = e->value;
       ch.epoch = c->epoch;
     }
-    rc = ts_wtxn_change(w, &ch);
+    rc = ts_wtxn_apply(w, &ch, above, stored ? &old : NULL);
     if (!rc && c->journal) {
       if (n == c->nchanges) {
         size_t na = n ? 2 * n : 64;

@@ -472,9 +472,6 @@ int ts_env_write(ts_env *env, ts_durability dur, size_t grow_hint,
 /* Apply a resolved change, keeping the namespace, creation and rowid
 ** indexes in step. */
 int ts_wtxn_change(ts_wtxn *w, const ts_change *c);
-/* The current record of key (TS_NOTFOUND-like: MDB_NOTFOUND). */
-int ts_wtxn_get(ts_wtxn *w, const unsigned char *key, size_t nkey,
-                ts_record *rec);
 /* Metadata numbers ("last_epoch", "next_rowid", ...); absent reads 0. */
 int ts_wtxn_meta_get(ts_wtxn *w, const char *name, uint64_t *v);
 int ts_wtxn_meta_put(ts_wtxn *w, const char *name, uint64_t v);

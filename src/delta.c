@@ -124,24 +124,6 @@ struct ts_delta {
 ** pointer is not NULL, so an empty blob stays a blob and not a NULL. */
 static const unsigned char delta_empty[1] = {0};
 
-/* Array p of *pcap elements of size sz, grown (doubling, new elements
-** zeroed) to hold at least want >= 1 of them.  NULL when out of memory, p
-** then being left as it was. */
-static void *delta_grow(void *p, size_t *pcap, size_t sz, size_t want) {
-  size_t cap = *pcap ? *pcap : 8;
-  unsigned char *q;
-  while (cap < want) {
-    if (cap > ((size_t)-1 / 2) / sz) return NULL;
-    cap *= 2;
-  }
-  if (cap == *pcap) return p;
-  q = realloc(p, cap * sz);
-  if (q == NULL) return NULL;
-  memset(q + *pcap * sz, 0, (cap - *pcap) * sz);
-  *pcap = cap;
-  return q;
-}
-
 /* Carve n bytes aligned to align (a power of two) out of the arena: from
 ** the current chunk if they fit, else from a new one.  NULL when out of
 ** memory.  A request above TS_DELTA_BIG gets a chunk of its own, linked
@@ -289,7 +271,7 @@ static size_t delta_rowid_slot(const ts_delta *d, uint64_t r) {
 static int delta_undo_reserve(ts_delta *d) {
   ts_delta_undo *u;
   if (d->n_marks == 0) return TS_OK;
-  u = delta_grow(d->undo, &d->cap_undo, sizeof(*u), d->n_undo + 1);
+  u = ts_grow(d->undo, &d->cap_undo, sizeof(*u), d->n_undo + 1);
   if (u == NULL) return TS_NOMEM;
   d->undo = u;
   return TS_OK;
@@ -437,7 +419,7 @@ int ts_delta_put(ts_delta *d, const unsigned char *key, size_t nkey,
   rc = delta_undo_reserve(d);
   if (rc != TS_OK) return rc;
   if (fresh && slot != (size_t)-1) {
-    ts_delta_node **a = delta_grow(d->by_rowid, &d->n_by_rowid, sizeof(*a),
+    ts_delta_node **a = ts_grow(d->by_rowid, &d->n_by_rowid, sizeof(*a),
                                    slot + 1);
     if (a == NULL) return TS_NOMEM;
     d->by_rowid = a;
@@ -521,7 +503,7 @@ int ts_delta_savepoint(ts_delta *d, int level) {
   size_t keep = d->n_marks;
   ts_delta_mark *m;
   while (keep > 0 && d->marks[keep - 1].level >= level) keep--;
-  m = delta_grow(d->marks, &d->cap_marks, sizeof(*m), keep + 1);
+  m = ts_grow(d->marks, &d->cap_marks, sizeof(*m), keep + 1);
   if (m == NULL) return TS_NOMEM;
   d->marks = m;
   delta_marks_drop(d, level);

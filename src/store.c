@@ -229,16 +229,12 @@ static int ts_store_mem_changes(ts_store *st, const ts_delta *d,
   for (const ts_delta_entry *e = ts_delta_seek(d, NULL, 0, 0); e; e = ts_delta_step(d, e, 0)) {
     ts_change *ch;
     if (e->op == TS_OP_NONE || ts_store_route(st, e->key, e->nkey) != TS_TIER_EPHEMERAL) continue;
-    if (k == cap) {
-      size_t nc = cap ? 2 * cap : 16;
-      ts_change *grown = realloc(*out, nc * sizeof(*grown));
-      if (!grown) {
-        rc = TS_NOMEM;
-        break;
-      }
-      *out = grown;
-      cap = nc;
+    ts_change *grown = ts_grow(*out, &cap, sizeof(*grown), k + 1);
+    if (!grown) {
+      rc = TS_NOMEM;
+      break;
     }
+    *out = grown;
     ch = &(*out)[k++];
     memset(ch, 0, sizeof(*ch));
     ch->key = e->key;
@@ -884,13 +880,9 @@ static int ts_extra_cmp(const void *a, const void *b) {
 
 /* Append an extra row. */
 static int ts_extra_add(ts_cursor *c, const ts_extra *x, ts_err *err) {
-  if (c->nextra == c->aextra) {
-    size_t na = c->aextra ? c->aextra * 2 : 16;
-    ts_extra *nx = realloc(c->extra, na * sizeof(*nx));
-    if (!nx) return ts_err_set(err, TS_NOMEM, "out of memory in a listing");
-    c->extra = nx;
-    c->aextra = na;
-  }
+  ts_extra *grown = ts_grow(c->extra, &c->aextra, sizeof(*grown), c->nextra + 1);
+  if (!grown) return ts_err_set(err, TS_NOMEM, "out of memory in a listing");
+  c->extra = grown;
   c->extra[c->nextra++] = *x;
   return TS_OK;
 }

@@ -944,23 +944,11 @@ static int ts_wtxn_nsid(ts_wtxn *w, const unsigned char *key, size_t nkey,
 static int ts_wtxn_index_defer(ts_wtxn *w, const unsigned char *key,
                                size_t nkey, size_t nns, uint64_t nsid,
                                uint64_t rowid) {
-  ts_index_add *a;
-  if (w->nadds == w->cap_adds) {
-    size_t cap = w->cap_adds ? 2 * w->cap_adds : 256;
-    ts_index_add *grown = realloc(w->adds, cap * sizeof(*grown));
-    if (!grown) return ENOMEM;
-    w->adds = grown;
-    w->cap_adds = cap;
-  }
-  if (w->cap_add_keys - w->nadd_keys < nkey) {
-    size_t cap = w->cap_add_keys ? 2 * w->cap_add_keys : 16384;
-    unsigned char *grown;
-    while (cap - w->nadd_keys < nkey) cap *= 2;
-    grown = realloc(w->add_keys, cap);
-    if (!grown) return ENOMEM;
-    w->add_keys = grown;
-    w->cap_add_keys = cap;
-  }
+  ts_index_add *a = ts_grow(w->adds, &w->cap_adds, sizeof(*a), w->nadds + 1);
+  unsigned char *keys = a ? ts_grow(w->add_keys, &w->cap_add_keys, 1, w->nadd_keys + nkey) : NULL;
+  if (a) w->adds = a;
+  if (!keys) return ENOMEM;
+  w->add_keys = keys;
   a = &w->adds[w->nadds++];
   a->nsid = nsid;
   a->rowid = rowid;
@@ -1354,13 +1342,9 @@ static int ts_commit_body(void *ctx, ts_wtxn *w) {
     }
     rc = ts_wtxn_apply(w, &ch, above, stored ? &old : NULL);
     if (!rc && c->journal) {
-      if (n == c->nchanges) {
-        size_t na = n ? 2 * n : 64;
-        ts_change *nc = realloc(c->changes, na * sizeof(*nc));
-        if (!nc) return ENOMEM;
-        c->changes = nc;
-        n = na;
-      }
+      ts_change *grown = ts_grow(c->changes, &n, sizeof(*grown), c->nchanges + 1);
+      if (!grown) return ENOMEM;
+      c->changes = grown;
       c->changes[c->nchanges++] = ch;
     }
   }

@@ -97,6 +97,11 @@ struct ts_value {
 
 /* Big-endian 64-bit store/load: keys sort numerically, files are portable.
 ** One byte swap (a record's numbers are read for every row scanned). */
+/* Array p of *pcap elements of size sz, grown (doubling, new elements
+** zeroed) to hold at least want >= 1 of them; NULL when out of memory (p
+** unchanged). */
+void *ts_grow(void *p, size_t *pcap, size_t sz, size_t want);
+
 static inline uint64_t ts_be64_swap(uint64_t v) {
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
   return __builtin_bswap64(v);

@@ -266,6 +266,12 @@ static size_t delta_rowid_slot(const ts_delta *d, uint64_t r) {
   return (size_t)(r - TS_ROWID_PROVISIONAL - 1);
 }
 
+/* Slots of by_rowid that may hold a pointer: those of the rowids handed
+** out since the last reset. */
+static size_t delta_slots_used(const ts_delta *d) {
+  return d->next_rowid < d->n_by_rowid ? (size_t)d->next_rowid : d->n_by_rowid;
+}
+
 /* Make room for one more undo record when a mark exists, so the write that
 ** follows cannot fail halfway. */
 static int delta_undo_reserve(ts_delta *d) {
@@ -372,8 +378,7 @@ void ts_delta_reset(ts_delta *d) {
     d->by_rowid = NULL;
     d->n_by_rowid = 0;
   } else if (d->n_by_rowid) {
-    size_t used = d->next_rowid < d->n_by_rowid ? (size_t)d->next_rowid : d->n_by_rowid;
-    memset(d->by_rowid, 0, used * sizeof(*d->by_rowid));
+    memset(d->by_rowid, 0, delta_slots_used(d) * sizeof(*d->by_rowid));
   }
   d->next_rowid = 0;
   d->n_undo = 0;
@@ -578,16 +583,14 @@ const ts_delta_entry *ts_delta_step(const ts_delta *d,
 ** handed out ranks them, with no sort.  f->rank is malloc'd (NULL when
 ** no rowid was handed out). */
 int ts_delta_fresh(const ts_delta *d, ts_fresh *f) {
-  size_t slots = d->next_rowid < d->n_by_rowid ? (size_t)d->next_rowid : d->n_by_rowid;
+  size_t slots = delta_slots_used(d);
   memset(f, 0, sizeof(*f));
   if (!slots) return TS_OK;
   f->rank = malloc(slots * sizeof(*f->rank));
   if (!f->rank) return TS_NOMEM;
   f->nslots = slots;
   for (size_t i = 0; i < slots; i++) {
-    const ts_delta_node *n = d->by_rowid[i];
-    int live = n && n->e.op == TS_OP_PUT && n->e.fresh && n->e.rowid == TS_ROWID_PROVISIONAL + 1 + i;
-    f->rank[i] = live ? f->n++ : SIZE_MAX;
+    f->rank[i] = ts_delta_by_rowid(d, TS_ROWID_PROVISIONAL + 1 + i) ? f->n++ : SIZE_MAX;
   }
   return TS_OK;
 }

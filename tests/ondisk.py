@@ -37,3 +37,25 @@ def decode_record(v):
     else:
         raise AssertionError("unknown value type %d" % t)
     return rowid, epoch, value
+
+
+class MetaNumbers:
+    """The numbers of an environment's meta database, for the readers that
+    keep it in self.meta ({name bytes: value bytes})."""
+
+    def meta_u64(self, name):
+        v = self.meta[name]
+        assert len(v) == 8, "%r is %d bytes, not 8" % (name, len(v))
+        return struct.unpack(">Q", v)[0]
+
+    @property
+    def last_epoch(self):
+        return self.meta_u64(b"last_epoch")
+
+    @property
+    def next_rowid(self):
+        return self.meta_u64(b"next_rowid")
+
+    @property
+    def store_id(self):
+        return self.meta[b"store_id"]

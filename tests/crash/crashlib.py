@@ -14,7 +14,7 @@ import sys
 PYTHON = "/usr/bin/python3"
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
-from ondisk import decode_key, decode_record, encode_key  # noqa: E402
+from ondisk import MetaNumbers, decode_key, decode_record, encode_key  # noqa: E402
 SOURCE_ROOT = os.environ.get("TIERSTORE_SOURCE_ROOT") or os.path.dirname(os.path.dirname(HERE))
 BUILD_ROOT = os.environ.get("TIERSTORE_BUILD_ROOT") or os.path.join(SOURCE_ROOT, "build")
 EXT = os.environ.get("TIERSTORE_EXT") or os.path.join(BUILD_ROOT, "tierstore")
@@ -85,7 +85,7 @@ def write_line(text):
 # ---------------------------------------------------------------------------
 # Raw reading of an environment (SPEC 9 / README "On disk")
 
-class Raw:
+class Raw(MetaNumbers):
     """One environment read in one LMDB read transaction with python3-lmdb.
 
     meta        {name bytes: value bytes}
@@ -127,23 +127,6 @@ class Raw:
             finally:
                 env.close()
         raise AssertionError("could not read %s: the map kept growing" % env_dir)
-
-    def u64(self, name):
-        v = self.meta[name]
-        assert len(v) == 8, "%r is %d bytes" % (name, len(v))
-        return struct.unpack(">Q", v)[0]
-
-    @property
-    def last_epoch(self):
-        return self.u64(b"last_epoch")
-
-    @property
-    def next_rowid(self):
-        return self.u64(b"next_rowid")
-
-    @property
-    def store_id(self):
-        return self.meta[b"store_id"]
 
     def index_problems(self):
         """The rowids and created indexes agree with the data database

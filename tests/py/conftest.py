@@ -37,7 +37,7 @@ import pytest
 PYTHON = "/usr/bin/python3"
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
-from ondisk import decode_key, decode_record  # noqa: E402,F401 (re-exported to the tests)
+from ondisk import MetaNumbers, decode_key, decode_record  # noqa: E402,F401 (re-exported to the tests)
 SOURCE_ROOT = os.environ.get("TIERSTORE_SOURCE_ROOT") or os.path.dirname(os.path.dirname(HERE))
 BUILD_ROOT = os.environ.get("TIERSTORE_BUILD_ROOT") or os.path.join(SOURCE_ROOT, "build")
 EXT = os.environ.get("TIERSTORE_EXT") or os.path.join(BUILD_ROOT, "tierstore")
@@ -118,7 +118,7 @@ def start_python(code, cwd=None, args=()):
 # ---------------------------------------------------------------------------
 # Raw LMDB reading (the on-disk layout of SPEC 9 / the README).
 
-class RawStore:
+class RawStore(MetaNumbers):
     """Everything of one environment, read in one LMDB read transaction."""
 
     def __init__(self, env_dir):
@@ -137,21 +137,9 @@ class RawStore:
         finally:
             env.close()
 
-    def meta_u64(self, name):
-        v = self.meta[name]
-        assert len(v) == 8, "%r is %d bytes, not 8" % (name, len(v))
-        return struct.unpack(">Q", v)[0]
-
-    @property
-    def last_epoch(self):
-        return self.meta_u64(b"last_epoch")
-
-    @property
-    def next_rowid(self):
-        return self.meta_u64(b"next_rowid")
 
 
-class RawView:
+class RawView(MetaNumbers):
     """A picklable copy of one environment: RawStore's fields plus
     `namespaces` {ns bytes: id}, `replay` {epoch: record bytes} and
     `last_txnid` (LMDB's count of committed write transactions)."""
@@ -176,14 +164,6 @@ class RawView:
                                for k, v in txn.cursor(db=dbs["replay"])}
         finally:
             env.close()
-
-    meta_u64 = RawStore.meta_u64
-    last_epoch = RawStore.last_epoch
-    next_rowid = RawStore.next_rowid
-
-    @property
-    def store_id(self):
-        return self.meta[b"store_id"]
 
     def created_named(self):
         """The creation index as {(namespace bytes, rowid): key name bytes},

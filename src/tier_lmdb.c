@@ -1157,7 +1157,9 @@ static int ts_wtxn_above_tail(ts_wtxn *w, const unsigned char *key, size_t nkey,
 static int ts_wtxn_find(ts_wtxn *w, const unsigned char *key, size_t nkey,
                         int *above, ts_record *rec) {
   MDB_val k = {nkey, (void *)key}, v;
-  int rc = ts_wtxn_above_tail(w, key, nkey, above);
+  int rc;
+  *above = 0;
+  rc = ts_wtxn_above_tail(w, key, nkey, above);
   if (!rc) rc = *above ? MDB_NOTFOUND : mdb_get(w->txn, w->env->dbi_data, &k, &v);
   if (rc) return rc;
   return ts_record_decode(v.mv_data, v.mv_size, rec) ? MDB_CORRUPTED : 0;

@@ -9,11 +9,18 @@
 **
 ** The trade-offs:
 **
-**   - A skip list, not a hash (FTS5's fts5_hash.c sorts at flush time) or a
-**     balanced tree: reads inside the transaction need ordered seeks at any
-**     moment, and a skip list gives O(log n) seek and insert with no
-**     rebalancing.  Level 0 also links backwards, so a descending scan costs
-**     O(1) per step like an ascending one.
+**   - A skip list for the order, a hash for the keys.  Reads inside the
+**     transaction need ordered seeks at any moment, and a skip list gives
+**     them with no rebalancing; level 0 also links backwards, so a
+**     descending scan costs O(1) per step like an ascending one.  But
+**     linking each write at once costs a search through nodes scattered in
+**     memory, the cost that dominates a bulk load in random key order.  So
+**     writes find their key through an open-addressing hash of all nodes,
+**     and a new node waits in a pending array until the next ordered read
+**     (or the commit) links the batch: sorted, then merged into the list
+**     in one pass (or searched in one by one when the batch is small next
+**     to the list).  FTS5's fts5_hash.c sorts its hash at flush time for
+**     the same reason.
 **
 **   - An arena: nodes, key copies and value copies are carved out of 64 KiB
 **     chunks (a large value gets a chunk of its own), so a row costs no
@@ -47,7 +54,7 @@
 #define TS_DELTA_CHUNK      (64 * 1024)   /* arena chunk payload */
 #define TS_DELTA_BIG        (TS_DELTA_CHUNK / 4) /* own chunk above this */
 #define TS_DELTA_ALIGN      (_Alignof(ts_delta_node)) /* node alignment */
-#define TS_DELTA_KEEP_SLOTS 4096          /* by_rowid kept across resets */
+#define TS_DELTA_KEEP_SLOTS 4096          /* array sizes kept across resets */
 
 typedef struct ts_delta_node ts_delta_node;
 typedef struct ts_delta_chunk ts_delta_chunk;
@@ -59,6 +66,7 @@ typedef struct ts_delta_mark ts_delta_mark;
 struct ts_delta_node {
   ts_delta_entry e;
   ts_delta_node *prev;          /* level-0 backward link, NULL at the front */
+  int level;                    /* forward links the node has */
   ts_delta_node *next[];        /* forward links, one per level of the node */
 };
 
@@ -80,16 +88,19 @@ struct ts_delta_undo {
   ts_value value;
 };
 
-/* The path of the last search: an INSERT looks its key up and then writes
-** it, and the write reuses the path instead of searching again.  Valid
-** while the list keeps the shape it had (no node linked since). */
-typedef struct ts_delta_finger ts_delta_finger;
-struct ts_delta_finger {
-  uint64_t shape;               /* ts_delta.shape when taken; 0: none */
-  ts_delta_node *hit;           /* the node holding the key, or NULL */
-  ts_delta_node *upd[TS_DELTA_MAX_LEVEL];
-  size_t nkey;
-  unsigned char key[TS_ENC_KEY_MAX];
+/* The key order: the linked list, and the nodes written since the last
+** ordered read, waiting to be linked (delta_settle).  Kept apart from
+** ts_delta so that an ordered read through a const delta may link them:
+** the entries and their order stay what they were, only the list catches
+** up. */
+typedef struct ts_delta_order ts_delta_order;
+struct ts_delta_order {
+  ts_delta_node *head;          /* sentinel, TS_DELTA_MAX_LEVEL links */
+  ts_delta_node *tail;          /* last linked node, NULL when none */
+  int level;                    /* levels in use, >= 1 */
+  size_t nlinked;               /* nodes in the list */
+  ts_delta_node **pending;      /* nodes not linked yet, in write order */
+  size_t npending, cap_pending;
 };
 
 /* A savepoint mark: SQLite's level and the undo-log length when set. */
@@ -100,16 +111,14 @@ struct ts_delta_mark {
 
 struct ts_delta {
   ts_delta_chunk *chunks;       /* arena; the first one is being filled */
-  ts_delta_node *head;          /* sentinel, TS_DELTA_MAX_LEVEL links */
-  ts_delta_node *tail;          /* last node, NULL when empty */
-  int level;                    /* levels in use, >= 1 */
+  ts_delta_order *order;        /* the key order */
+  ts_delta_node **slots;        /* hash of every node by key; NULL: free */
+  size_t nslots;                /* a power of two, or 0 */
+  size_t nnodes;                /* nodes in the hash */
   uint64_t rng;                 /* xorshift64 state for node levels */
   size_t count;                 /* entries whose op is not NONE */
   size_t bytes;                 /* key and value bytes copied into the arena */
   uint64_t generation;          /* bumped by reset */
-  uint64_t shape;               /* bumped when a node is linked, and by reset */
-  ts_delta_finger *finger;      /* a cache, so lookups through a const
-                                ** delta may update it */
   int refs;                     /* owners: the table and its open cursors */
   uint64_t next_rowid;          /* provisional rowids handed out so far */
   ts_delta_node **by_rowid;     /* [r - TS_ROWID_PROVISIONAL - 1] -> node */
@@ -188,51 +197,84 @@ static int delta_random_level(ts_delta *d) {
   return level;
 }
 
-/* Find key: fill upd[i] with the last node before key at each level (when
-** upd is not NULL) and return the node holding key, or NULL. */
-static ts_delta_node *delta_search(const ts_delta *d, const unsigned char *key,
-                                   size_t nkey, ts_delta_node **upd) {
-  ts_delta_node *x = d->head;
-  ts_delta_node *n;
-  int i;
-  for (i = d->level - 1; i >= 0; i--) {
-    while ((n = x->next[i]) != NULL &&
-           delta_cmp(n->e.key, n->e.nkey, key, nkey) < 0) {
-      x = n;
-    }
-    if (upd != NULL) upd[i] = x;
+/* Hash of an encoded key: 8 bytes at a time, multiplied and folded. */
+static uint64_t delta_hash(const unsigned char *key, size_t nkey) {
+  uint64_t h = 0x9E3779B97F4A7C15ULL ^ nkey;
+  size_t i = 0;
+  for (; i + 8 <= nkey; i += 8) {
+    uint64_t w;
+    memcpy(&w, key + i, 8);
+    h = (h ^ w) * 0xBF58476D1CE4E5B9ULL;
+    h ^= h >> 29;
   }
-  n = x->next[0];
-  if (n != NULL && delta_cmp(n->e.key, n->e.nkey, key, nkey) == 0) return n;
+  if (i < nkey) {
+    uint64_t w = 0;
+    memcpy(&w, key + i, nkey - i);
+    h = (h ^ w) * 0xBF58476D1CE4E5B9ULL;
+  }
+  h ^= h >> 32;
+  return h * 0x94D049BB133111EBULL;
+}
+
+/* The node holding key, or NULL (linear probing; nodes are never removed
+** before reset, so a free slot ends the probe). */
+static ts_delta_node *delta_find(const ts_delta *d, const unsigned char *key,
+                                 size_t nkey) {
+  size_t mask = d->nslots - 1;
+  size_t i;
+  ts_delta_node *n;
+  if (d->nslots == 0) return NULL;
+  for (i = (size_t)delta_hash(key, nkey) & mask; (n = d->slots[i]) != NULL; i = (i + 1) & mask) {
+    if (n->e.nkey == nkey && memcmp(n->e.key, key, nkey) == 0) return n;
+  }
   return NULL;
 }
 
-/* delta_search through the finger: the same key as the last search on an
-** unchanged list costs a copy of its path. */
-static ts_delta_node *delta_find(const ts_delta *d, const unsigned char *key,
-                                 size_t nkey, ts_delta_node **upd) {
-  ts_delta_finger *f = d->finger;
-  if (f->shape == d->shape && f->nkey == nkey && memcmp(f->key, key, nkey) == 0) {
-    if (upd != NULL) memcpy(upd, f->upd, (size_t)d->level * sizeof(*upd));
-    return f->hit;
-  }
-  if (nkey > sizeof(f->key)) return delta_search(d, key, nkey, upd);
-  f->hit = delta_search(d, key, nkey, f->upd);
-  f->shape = d->shape;
-  f->nkey = nkey;
-  memcpy(f->key, key, nkey);
-  if (upd != NULL) memcpy(upd, f->upd, (size_t)d->level * sizeof(*upd));
-  return f->hit;
+/* Put n in the hash, which has a free slot for it. */
+static void delta_hash_add(ts_delta *d, ts_delta_node *n) {
+  size_t mask = d->nslots - 1;
+  size_t i = (size_t)delta_hash(n->e.key, n->e.nkey) & mask;
+  while (d->slots[i] != NULL) i = (i + 1) & mask;
+  d->slots[i] = n;
+  d->nnodes++;
 }
 
-/* Link a new NONE entry for key (copied) after the nodes in upd, as found
-** by delta_search.  NULL when out of memory; the list is then unchanged. */
+/* Make room for one more node: the hash stays at most half full, and the
+** pending array has a free place.  TS_NOMEM leaves both as they were. */
+static int delta_reserve_node(ts_delta *d) {
+  ts_delta_order *o = d->order;
+  ts_delta_node **p = ts_grow(o->pending, &o->cap_pending, sizeof(*p), o->npending + 1);
+  if (p == NULL) return TS_NOMEM;
+  o->pending = p;
+  if (2 * (d->nnodes + 1) > d->nslots) {
+    size_t want = d->nslots ? 2 * d->nslots : 64;
+    ts_delta_node **old = d->slots;
+    size_t nold = d->nslots;
+    d->slots = calloc(want, sizeof(*d->slots));
+    if (d->slots == NULL) {
+      d->slots = old;
+      return TS_NOMEM;
+    }
+    d->nslots = want;
+    d->nnodes = 0;
+    for (size_t i = 0; i < nold; i++) {
+      if (old[i] != NULL) delta_hash_add(d, old[i]);
+    }
+    free(old);
+  }
+  return TS_OK;
+}
+
+/* A new NONE entry for key (copied), in the hash and waiting to be linked
+** into the order.  NULL when out of memory; the delta is then unchanged
+** (besides spare room). */
 static ts_delta_node *delta_insert(ts_delta *d, const unsigned char *key,
-                                   size_t nkey, ts_delta_node **upd) {
-  int level = delta_random_level(d);
+                                   size_t nkey) {
+  int level;
   ts_delta_node *n;
   unsigned char *k;
-  int i;
+  if (delta_reserve_node(d) != TS_OK) return NULL;
+  level = delta_random_level(d);
   n = delta_alloc(d, sizeof(*n) + (size_t)level * sizeof(n->next[0]),
                   TS_DELTA_ALIGN);
   k = n ? delta_alloc(d, nkey ? nkey : 1, 1) : NULL;
@@ -242,20 +284,90 @@ static ts_delta_node *delta_insert(ts_delta *d, const unsigned char *key,
   memset(n, 0, sizeof(*n));
   n->e.key = k;
   n->e.nkey = nkey;
-  for (i = d->level; i < level; i++) upd[i] = d->head;
-  if (level > d->level) d->level = level;
-  d->shape++;
-  for (i = 0; i < level; i++) {
+  n->level = level;
+  delta_hash_add(d, n);
+  d->order->pending[d->order->npending++] = n;
+  return n;
+}
+
+/* qsort order of two node pointers: their keys' order. */
+static int delta_node_cmp(const void *a, const void *b) {
+  const ts_delta_node *x = *(ts_delta_node *const *)a;
+  const ts_delta_node *y = *(ts_delta_node *const *)b;
+  return delta_cmp(x->e.key, x->e.nkey, y->e.key, y->e.nkey);
+}
+
+/* Link n at its place in the order: one search from the head. */
+static void delta_link_one(ts_delta_order *o, ts_delta_node *n) {
+  ts_delta_node *upd[TS_DELTA_MAX_LEVEL];
+  ts_delta_node *x = o->head;
+  ts_delta_node *y;
+  int i;
+  for (i = o->level - 1; i >= 0; i--) {
+    while ((y = x->next[i]) != NULL && delta_cmp(y->e.key, y->e.nkey, n->e.key, n->e.nkey) < 0) {
+      x = y;
+    }
+    upd[i] = x;
+  }
+  for (i = o->level; i < n->level; i++) upd[i] = o->head;
+  if (n->level > o->level) o->level = n->level;
+  for (i = 0; i < n->level; i++) {
     n->next[i] = upd[i]->next[i];
     upd[i]->next[i] = n;
   }
-  n->prev = upd[0] == d->head ? NULL : upd[0];
+  n->prev = upd[0] == o->head ? NULL : upd[0];
   if (n->next[0] != NULL) {
     n->next[0]->prev = n;
   } else {
-    d->tail = n;
+    o->tail = n;
   }
-  return n;
+  o->nlinked++;
+}
+
+/* Link the sorted pending nodes by rebuilding every level in one pass
+** over the merged sequence of list and batch. */
+static void delta_link_merge(ts_delta_order *o) {
+  ts_delta_node *last[TS_DELTA_MAX_LEVEL];
+  ts_delta_node *x = o->head->next[0];
+  ts_delta_node *prev = NULL;
+  size_t j = 0;
+  int i;
+  for (i = 0; i < TS_DELTA_MAX_LEVEL; i++) last[i] = o->head;
+  while (x != NULL || j < o->npending) {
+    ts_delta_node *n;
+    if (x == NULL || (j < o->npending && delta_cmp(o->pending[j]->e.key, o->pending[j]->e.nkey,
+                                                   x->e.key, x->e.nkey) < 0)) {
+      n = o->pending[j++];
+    } else {
+      n = x;
+      x = x->next[0];
+    }
+    for (i = 0; i < n->level; i++) {
+      last[i]->next[i] = n;
+      last[i] = n;
+    }
+    if (n->level > o->level) o->level = n->level;
+    n->prev = prev;
+    prev = n;
+  }
+  for (i = 0; i < TS_DELTA_MAX_LEVEL; i++) last[i]->next[i] = NULL;
+  o->tail = prev;
+  o->nlinked += o->npending;
+}
+
+/* Link the pending nodes into the order, before any ordered read.  A batch
+** much smaller than the list goes in by searches; a larger one is sorted
+** and merged.  Cannot fail (qsort needs no memory it cannot do without). */
+static void delta_settle(const ts_delta *d) {
+  ts_delta_order *o = d->order;
+  if (o->npending == 0) return;
+  if (o->npending * 16 < o->nlinked) {
+    for (size_t j = 0; j < o->npending; j++) delta_link_one(o, o->pending[j]);
+  } else {
+    qsort(o->pending, o->npending, sizeof(*o->pending), delta_node_cmp);
+    delta_link_merge(o);
+  }
+  o->npending = 0;
 }
 
 /* Slot of provisional rowid r in by_rowid, or (size_t)-1 when r was not
@@ -319,19 +431,19 @@ static void delta_set(ts_delta *d, ts_delta_node *n, ts_op op, int fresh,
 ts_delta *ts_delta_new(void) {
   ts_delta *d = calloc(1, sizeof(*d));
   if (d == NULL) return NULL;
-  d->head = calloc(1, sizeof(*d->head) +
-                          TS_DELTA_MAX_LEVEL * sizeof(d->head->next[0]));
-  d->finger = calloc(1, sizeof(*d->finger));
-  if (d->head == NULL || d->finger == NULL) {
-    free(d->head);
-    free(d->finger);
+  d->order = calloc(1, sizeof(*d->order));
+  if (d->order != NULL) {
+    d->order->head = calloc(1, sizeof(*d->order->head) +
+                                   TS_DELTA_MAX_LEVEL * sizeof(d->order->head->next[0]));
+  }
+  if (d->order == NULL || d->order->head == NULL) {
+    free(d->order);
     free(d);
     return NULL;
   }
-  d->level = 1;
+  d->order->level = 1;
   d->rng = 0x9E3779B97F4A7C15ULL;
   d->generation = 1;
-  d->shape = 1;
   d->refs = 1;
   return d;
 }
@@ -352,8 +464,10 @@ int ts_delta_is_shared(const ts_delta *d) {
 void ts_delta_free(ts_delta *d) {
   if (d == NULL || --d->refs > 0) return;
   delta_arena_free(d);
-  free(d->head);
-  free(d->finger);
+  free(d->order->head);
+  free(d->order->pending);
+  free(d->order);
+  free(d->slots);
   free(d->by_rowid);
   free(d->undo);
   free(d->marks);
@@ -363,16 +477,31 @@ void ts_delta_free(ts_delta *d) {
 /* Discard every entry, mark and provisional rowid at the end of a
 ** transaction; the arena is freed, the arrays keep their capacity. */
 void ts_delta_reset(ts_delta *d) {
+  ts_delta_order *o = d->order;
   delta_arena_free(d);
-  memset(d->head->next, 0, TS_DELTA_MAX_LEVEL * sizeof(d->head->next[0]));
-  d->tail = NULL;
-  d->level = 1;
+  memset(o->head->next, 0, TS_DELTA_MAX_LEVEL * sizeof(o->head->next[0]));
+  o->tail = NULL;
+  o->level = 1;
+  o->nlinked = 0;
+  o->npending = 0;
   d->count = 0;
   d->bytes = 0;
   d->generation++;
-  d->shape++;
-  /* only the slots handed out hold pointers; a large array (a big
-  ** transaction's) goes back to the allocator instead */
+  /* a big transaction's hash and arrays go back to the allocator; small
+  ** ones are kept, and of by_rowid only the slots handed out are cleared */
+  if (d->nslots > TS_DELTA_KEEP_SLOTS) {
+    free(d->slots);
+    d->slots = NULL;
+    d->nslots = 0;
+  } else if (d->nnodes) {
+    memset(d->slots, 0, d->nslots * sizeof(*d->slots));
+  }
+  d->nnodes = 0;
+  if (o->cap_pending > TS_DELTA_KEEP_SLOTS) {
+    free(o->pending);
+    o->pending = NULL;
+    o->cap_pending = 0;
+  }
   if (d->n_by_rowid > TS_DELTA_KEEP_SLOTS) {
     free(d->by_rowid);
     d->by_rowid = NULL;
@@ -409,8 +538,7 @@ size_t ts_delta_bytes(const ts_delta *d) {
 ** A fresh PUT over a DEL of the stored key creates it again. */
 int ts_delta_put(ts_delta *d, const unsigned char *key, size_t nkey,
                  const ts_value *v, uint64_t rowid, int fresh) {
-  ts_delta_node *upd[TS_DELTA_MAX_LEVEL];
-  ts_delta_node *n = delta_find(d, key, nkey, upd);
+  ts_delta_node *n = delta_find(d, key, nkey);
   ts_value val = *v;
   size_t slot;
   int rc, again;
@@ -443,7 +571,7 @@ int ts_delta_put(ts_delta *d, const unsigned char *key, size_t nkey,
     val.p = NULL;
     val.n = 0;
   }
-  if (n == NULL && (n = delta_insert(d, key, nkey, upd)) == NULL) {
+  if (n == NULL && (n = delta_insert(d, key, nkey)) == NULL) {
     return TS_NOMEM;
   }
   delta_set(d, n, TS_OP_PUT, fresh, again, rowid, &val, 1);
@@ -454,12 +582,11 @@ int ts_delta_put(ts_delta *d, const unsigned char *key, size_t nkey,
 ** It deletes the stored key (again) unless it only undoes this
 ** transaction's own creation of a key the store did not have. */
 int ts_delta_del(ts_delta *d, const unsigned char *key, size_t nkey) {
-  ts_delta_node *upd[TS_DELTA_MAX_LEVEL];
-  ts_delta_node *n = delta_find(d, key, nkey, upd);
+  ts_delta_node *n = delta_find(d, key, nkey);
   int rc = delta_undo_reserve(d);
   int again = n == NULL || n->e.op == TS_OP_NONE || !n->e.fresh || n->e.again;
   if (rc != TS_OK) return rc;
-  if (n == NULL && (n = delta_insert(d, key, nkey, upd)) == NULL) {
+  if (n == NULL && (n = delta_insert(d, key, nkey)) == NULL) {
     return TS_NOMEM;
   }
   delta_set(d, n, TS_OP_DEL, 0, again, 0, NULL, 1);
@@ -470,7 +597,7 @@ int ts_delta_del(ts_delta *d, const unsigned char *key, size_t nkey) {
 ** asks the tiers). */
 const ts_delta_entry *ts_delta_get(const ts_delta *d, const unsigned char *key,
                                    size_t nkey) {
-  const ts_delta_node *n = delta_find(d, key, nkey, NULL);
+  const ts_delta_node *n = delta_find(d, key, nkey);
   return n != NULL && n->e.op != TS_OP_NONE ? &n->e : NULL;
 }
 
@@ -551,20 +678,22 @@ void ts_delta_rollback_to(ts_delta *d, int level) {
 ** k == NULL means the first / last entry.  NONE entries are included. */
 const ts_delta_entry *ts_delta_seek(const ts_delta *d, const unsigned char *k,
                                     size_t nk, int desc) {
-  const ts_delta_node *x = d->head;
+  const ts_delta_order *o = d->order;
+  const ts_delta_node *x = o->head;
   const ts_delta_node *n;
   int i;
+  delta_settle(d);
   if (k == NULL) {
-    n = desc ? d->tail : d->head->next[0];
+    n = desc ? o->tail : o->head->next[0];
     return n ? &n->e : NULL;
   }
-  for (i = d->level - 1; i >= 0; i--) {
+  for (i = o->level - 1; i >= 0; i--) {
     while ((n = x->next[i]) != NULL &&
            delta_cmp(n->e.key, n->e.nkey, k, nk) < (desc ? 1 : 0)) {
       x = n;
     }
   }
-  if (desc) return x == d->head ? NULL : &x->e;
+  if (desc) return x == o->head ? NULL : &x->e;
   n = x->next[0];
   return n ? &n->e : NULL;
 }
@@ -573,7 +702,7 @@ const ts_delta_entry *ts_delta_seek(const ts_delta *d, const unsigned char *k,
 const ts_delta_entry *ts_delta_step(const ts_delta *d,
                                     const ts_delta_entry *e, int desc) {
   const ts_delta_node *n = (const ts_delta_node *)e;
-  (void)d;
+  delta_settle(d);
   n = desc ? n->prev : n->next[0];
   return n ? &n->e : NULL;
 }

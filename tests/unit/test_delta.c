@@ -146,76 +146,120 @@ static int okey_qcmp(const void *a, const void *b) {
   return key_cmp(x->b, x->n, y->b, y->n);
 }
 
+/* Sort the reference keys and drop duplicates; returns how many remain. */
+static size_t okey_sorted(okey *ref, size_t n) {
+  size_t nref = 0;
+  qsort(ref, n, sizeof(*ref), okey_qcmp);
+  for (size_t i = 0; i < n; i++) {
+    if (nref == 0 || okey_qcmp(&ref[nref - 1], &ref[i]) != 0) ref[nref++] = ref[i];
+  }
+  return nref;
+}
+
+/* The delta holds exactly the sorted keys ref: ascending and descending
+** iteration and seeks (>= forward, <= backward) to present and absent
+** keys agree with it. */
+static int order_matches(const ts_delta *d, const okey *ref, size_t nref, int probes) {
+  const ts_delta_entry *e;
+  size_t i, j;
+  if (ts_delta_count(d) != nref) return 0;
+  for (i = 0, e = ts_delta_seek(d, NULL, 0, 0); e; e = ts_delta_step(d, e, 0), i++) {
+    if (i >= nref || key_cmp(e->key, e->nkey, ref[i].b, ref[i].n)) return 0;
+  }
+  if (i != nref) return 0;
+  for (i = nref, e = ts_delta_seek(d, NULL, 0, 1); e; e = ts_delta_step(d, e, 1)) {
+    if (i == 0 || key_cmp(e->key, e->nkey, ref[i - 1].b, ref[i - 1].n)) return 0;
+    i--;
+  }
+  if (i != 0) return 0;
+  for (int k = 0; k < probes; k++) {
+    okey p;
+    const ts_delta_entry *ge, *le;
+    okey_random(&p);
+    if (k % 4 == 0 && nref > 0) p = ref[rnd() % nref];
+    ge = ts_delta_seek(d, p.b, p.n, 0);
+    le = ts_delta_seek(d, p.b, p.n, 1);
+    for (j = 0; j < nref && key_cmp(ref[j].b, ref[j].n, p.b, p.n) < 0; j++) {
+    }
+    /* j: first reference key >= p */
+    if (j == nref ? ge != NULL : ge == NULL || key_cmp(ge->key, ge->nkey, ref[j].b, ref[j].n)) {
+      return 0;
+    }
+    if (j < nref && key_cmp(ref[j].b, ref[j].n, p.b, p.n) == 0) j++;
+    /* j: first reference key > p, so j-1 is the last <= p */
+    if (j == 0 ? le != NULL : le == NULL || key_cmp(le->key, le->nkey, ref[j - 1].b, ref[j - 1].n)) {
+      return 0;
+    }
+  }
+  return 1;
+}
+
 /* Ascending and descending iteration and seeks over random keys match a
 ** sorted reference. */
 static void test_order(void) {
   enum { N = 3000, PROBES = 2000 };
   ts_delta *d = ts_delta_new();
   okey *ref = malloc(N * sizeof(*ref));
-  size_t nref = 0, i, j;
-  const ts_delta_entry *e;
-  int ok;
-  for (i = 0; i < N; i++) {
+  size_t nref;
+  for (size_t i = 0; i < N; i++) {
     ts_value v = vint((int64_t)i);
     okey_random(&ref[i]);
     CHECK_EQ_INT(ts_delta_put(d, ref[i].b, ref[i].n, &v, 1, 0), TS_OK);
   }
-  qsort(ref, N, sizeof(*ref), okey_qcmp);
-  for (i = 0; i < N; i++) {
-    if (nref == 0 || okey_qcmp(&ref[nref - 1], &ref[i]) != 0) {
-      ref[nref++] = ref[i];
-    }
-  }
+  nref = okey_sorted(ref, N);
   CHECK(nref > 500); /* the alphabet leaves room for many distinct keys */
-  CHECK_EQ_INT(ts_delta_count(d), nref);
-
-  ok = 1;
-  for (i = 0, e = ts_delta_seek(d, NULL, 0, 0); e;
-       e = ts_delta_step(d, e, 0), i++) {
-    if (i >= nref || key_cmp(e->key, e->nkey, ref[i].b, ref[i].n)) ok = 0;
-  }
-  CHECK(ok);
-  CHECK_EQ_INT(i, nref);
-
-  ok = 1;
-  for (i = nref, e = ts_delta_seek(d, NULL, 0, 1); e;
-       e = ts_delta_step(d, e, 1)) {
-    if (i == 0 || key_cmp(e->key, e->nkey, ref[i - 1].b, ref[i - 1].n)) {
-      ok = 0;
-    }
-    if (i > 0) i--;
-  }
-  CHECK(ok);
-  CHECK_EQ_INT(i, 0);
-
-  /* Seeks to present and absent keys: >= forward, <= backward. */
-  ok = 1;
-  for (i = 0; i < PROBES; i++) {
-    okey p;
-    const ts_delta_entry *ge, *le;
-    okey_random(&p);
-    if (i % 4 == 0) p = ref[rnd() % nref];
-    ge = ts_delta_seek(d, p.b, p.n, 0);
-    le = ts_delta_seek(d, p.b, p.n, 1);
-    for (j = 0; j < nref && key_cmp(ref[j].b, ref[j].n, p.b, p.n) < 0; j++) {
-    }
-    /* j: first reference key >= p */
-    if (j == nref) {
-      if (ge != NULL) ok = 0;
-    } else if (ge == NULL || key_cmp(ge->key, ge->nkey, ref[j].b, ref[j].n)) {
-      ok = 0;
-    }
-    if (j < nref && key_cmp(ref[j].b, ref[j].n, p.b, p.n) == 0) j++;
-    /* j: first reference key > p, so j-1 is the last <= p */
-    if (j == 0) {
-      if (le != NULL) ok = 0;
-    } else if (le == NULL ||
-               key_cmp(le->key, le->nkey, ref[j - 1].b, ref[j - 1].n)) {
-      ok = 0;
-    }
-  }
-  CHECK(ok);
+  CHECK(order_matches(d, ref, nref, PROBES));
   free(ref);
+  ts_delta_free(d);
+}
+
+/* Writes wait unlinked until the next ordered read: batches of every size,
+** from one key into a long list (linked one by one) to batches as large as
+** the list (sorted and merged), each checked against the reference.  The
+** keys are longer than okey's so the list grows large. */
+static void test_order_batches(void) {
+  static const size_t batch[] = {1, 2, 40, 1, 700, 3, 5000, 1, 17, 300, 9000, 2, 1};
+  enum { MAXN = 20000 };
+  ts_delta *d = ts_delta_new();
+  okey *ref = malloc(MAXN * sizeof(*ref));
+  size_t n = 0;
+  int ok = 1;
+  for (size_t b = 0; b < sizeof(batch) / sizeof(batch[0]); b++) {
+    for (size_t i = 0; i < batch[b]; i++) {
+      ts_value v = vint((int64_t)n);
+      okey *k = &ref[n++];
+      okey_random(k);
+      k->n = ORD_MAXK;
+      for (size_t j = 4; j < ORD_MAXK; j++) k->b[j] = (unsigned char)rnd();
+      if (ts_delta_put(d, k->b, k->n, &v, 1, 0) != TS_OK) ok = 0;
+    }
+    n = okey_sorted(ref, n);
+    if (!order_matches(d, ref, n, 50)) ok = 0;
+  }
+  CHECK(ok);
+  CHECK(n > 15000);
+  free(ref);
+  ts_delta_free(d);
+}
+
+/* A cursor's entry steps onto keys written after it was taken. */
+static void test_step_sees_later_writes(void) {
+  ts_delta *d = ts_delta_new();
+  const ts_delta_entry *e;
+  put_int(d, "b", 1);
+  put_int(d, "f", 2);
+  e = ts_delta_seek(d, K("b"), 0);
+  CHECK(e != NULL && e->nkey == 1 && e->key[0] == 'b');
+  put_int(d, "d", 3);
+  put_int(d, "c", 4);
+  put_int(d, "a", 5);
+  e = ts_delta_step(d, e, 0);
+  CHECK(e != NULL && e->key[0] == 'c');
+  e = ts_delta_step(d, e, 0);
+  CHECK(e != NULL && e->key[0] == 'd');
+  CHECK(ts_delta_step(d, e, 1)->key[0] == 'c');
+  e = ts_delta_seek(d, NULL, 0, 0);
+  CHECK(e != NULL && e->key[0] == 'a');
   ts_delta_free(d);
 }
 
@@ -842,6 +886,8 @@ static void test_model(void) {
 int main(void) {
   test_put_get_del();
   test_order();
+  test_order_batches();
+  test_step_sees_later_writes();
   test_order_prefix();
   test_fresh_sticky();
   test_provisional();

@@ -156,24 +156,46 @@ static int ts_mirror_run(ts_env *backup, ts_mirror *m, ts_durability dur,
 
 /**************************************************************************
 ** The concurrent backup write of one primary commit.  While the primary
-** commits (its page writes and flushes), a second thread applies the same
-** changes to the backup in a backup write transaction, and commits it only
-** once the primary's commit succeeded: the two writes overlap, and the
-** backup is still never ahead.  When the backup is not exactly one epoch
-** behind (it needs a catch-up) the thread does nothing and the caller runs
+** resolves the commit's changes (creation numbers, replaced records) and
+** commits them, a second thread applies each batch of resolved changes to
+** the backup in a backup write transaction, and commits it only once the
+** primary's commit succeeded: the two writes overlap, and the backup is
+** still never ahead.  When the backup is not exactly one epoch behind (it
+** needs a catch-up) the thread does nothing and the caller runs
 ** ts_mirror_commit after the primary's commit.
 */
 #define TS_MIRROR_NOT_NEXT EALREADY   /* the fast path does not apply */
 
-/* The backup transaction of the concurrent write: this commit's changes
-** on top of the epoch before it, or nothing. */
+/* Wait until changes beyond 'have' are resolved, all are, or the primary
+** gave its verdict; returns how many are resolved, *ended and *failed. */
+static size_t ts_pair_wait_changes(ts_mirror_pair *p, size_t have, int *ended,
+                                   int *failed) {
+  size_t n;
+  pthread_mutex_lock(&p->mu);
+  while (p->n == have && !p->ended && !p->have_verdict) pthread_cond_wait(&p->cv, &p->mu);
+  n = p->n;
+  *ended = p->ended;
+  *failed = p->have_verdict && p->verdict;
+  pthread_mutex_unlock(&p->mu);
+  return n;
+}
+
+/* The backup transaction of the concurrent write: this commit's changes,
+** as the primary resolves them, on top of the epoch before it; or
+** nothing. */
 static int ts_pair_body(void *ctx, ts_wtxn *w) {
   ts_mirror_pair *p = ctx;
   uint64_t b;
+  size_t done = 0;
+  int ended = 0, failed = 0;
   int rc = ts_wtxn_meta_get(w, "last_epoch", &b);
   if (rc) return rc;
   if (b + 1 != p->epoch) return TS_MIRROR_NOT_NEXT;
-  for (size_t i = 0; i < p->n && !rc; i++) rc = ts_wtxn_change(w, &p->changes[i]);
+  while (!rc && !ended) {
+    size_t n = ts_pair_wait_changes(p, done, &ended, &failed);
+    if (failed) return ECANCELED;
+    for (; done < n && !rc; done++) rc = ts_wtxn_change(w, &p->changes[done]);
+  }
   if (!rc) rc = ts_wtxn_meta_put(w, "last_epoch", p->epoch);
   if (!rc) rc = ts_mirror_next_rowid(w, p->next_rowid);
   return rc;
@@ -194,27 +216,37 @@ static int ts_pair_wait(void *ctx) {
 static void *ts_pair_thread(void *arg) {
   ts_mirror_pair *p = arg;
   ts_write_hooks hooks = {ts_pair_wait, NULL, p};
-  size_t bytes = 0;
-  for (size_t i = 0; i < p->n; i++) bytes += p->changes[i].nkey + p->changes[i].value.n + 32;
   ts_env_commit_lock(p->backup);
-  p->rc = ts_env_write(p->backup, p->dur, bytes, ts_pair_body, &hooks, p, &p->err);
+  p->rc = ts_env_write(p->backup, p->dur, 0, ts_pair_body, &hooks, p, &p->err);
   ts_env_commit_unlock(p->backup);
   return NULL;
 }
 
-/* Start the backup's write of a commit whose changes are resolved and
-** whose primary commit is about to run. */
-int ts_mirror_pair_start(ts_mirror_pair *p, const ts_change *ch, size_t n,
-                         uint64_t epoch, uint64_t next_rowid) {
+/* Start the backup's write of a commit whose primary write begins: its
+** changes will fill ch (ts_mirror_pair_publish says how far). */
+int ts_mirror_pair_start(ts_mirror_pair *p, const ts_change *ch, uint64_t epoch) {
   p->changes = ch;
-  p->n = n;
   p->epoch = epoch;
-  p->next_rowid = next_rowid;
+  p->n = 0;
+  p->ended = 0;
+  p->next_rowid = 0;
   p->have_verdict = 0;
   p->rc = TS_ERROR;
   if (pthread_create(&p->thread, NULL, ts_pair_thread, p) != 0) return 0;  /* sync path later */
   p->running = 1;
   return 0;
+}
+
+/* The primary resolved n changes (ended: all of them, next_rowid set). */
+void ts_mirror_pair_publish(ts_mirror_pair *p, size_t n, int ended,
+                            uint64_t next_rowid) {
+  if (!p->running) return;
+  pthread_mutex_lock(&p->mu);
+  p->n = n;
+  p->ended = ended;
+  if (ended) p->next_rowid = next_rowid;
+  pthread_cond_broadcast(&p->cv);
+  pthread_mutex_unlock(&p->mu);
 }
 
 /* Tell the backup's write how the primary's commit went (0: committed);

@@ -276,24 +276,22 @@ static void ts_store_split(ts_store *st, const ts_delta *d, size_t *nprimary,
 }
 
 /* A primary commit with a backup: the backup's write runs in a second
-** thread while the primary commits (see ts_mirror_pair). */
-typedef struct ts_flush ts_flush;
-struct ts_flush {
-  ts_commit *c;
-  ts_mirror_pair pair;
-};
-
-/* Before the primary commits: start the backup's write. */
-static int ts_flush_before(void *ctx) {
-  ts_flush *f = ctx;
-  return ts_mirror_pair_start(&f->pair, f->c->changes, f->c->nchanges, f->c->epoch, f->c->next_rowid);
+** thread (ts_mirror_pair, the ctx here) while the primary resolves and
+** commits.  As the primary resolves the changes: start the backup's write
+** with the first call of an attempt, then hand it each batch. */
+static void ts_flush_resolved(void *ctx, const ts_commit *c, int done) {
+  ts_mirror_pair *pair = ctx;
+  if (!pair->running && c->nchanges == 0 && !done) {
+    ts_mirror_pair_start(pair, c->changes, c->epoch);
+  } else {
+    ts_mirror_pair_publish(pair, c->nchanges, done, c->next_rowid);
+  }
 }
 
-/* After the primary's commit: let the backup's write commit (or not). */
+/* After the primary's attempt: let the backup's write commit (or not). */
 static void ts_flush_after(void *ctx, int rc) {
-  ts_flush *f = ctx;
   if (rc == 0) ts_fault_point("after-primary");
-  ts_mirror_pair_verdict(&f->pair, rc);
+  ts_mirror_pair_verdict(ctx, rc);
 }
 
 /* Flush a frozen delta: primary (with the backup's write beside it), then
@@ -314,8 +312,8 @@ int ts_store_flush(ts_store *st, const ts_delta *d, uint64_t *epoch,
   ts_env_commit_lock(st->primary);
   if (nprimary && neph) ts_env_view_lock(st->primary, 1);
   if (nprimary) {
-    ts_flush f;
-    ts_write_hooks hooks = {ts_flush_before, ts_flush_after, &f};
+    ts_mirror_pair pair;
+    ts_write_hooks hooks = {NULL, ts_flush_after, &pair};
     c.d = d;
     c.router = st->mem ? st->router : NULL;
     c.fresh = &fresh;
@@ -323,8 +321,9 @@ int ts_store_flush(ts_store *st, const ts_delta *d, uint64_t *epoch,
     c.journal = st->backup != NULL;
     c.backup_epoch = st->backup_epoch;
     c.hooks = st->backup ? &hooks : NULL;
-    f.c = &c;
-    if (st->backup) ts_mirror_pair_init(&f.pair, st->backup, st->durability);
+    c.on_resolved = st->backup ? ts_flush_resolved : NULL;
+    c.on_resolved_ctx = &pair;
+    if (st->backup) ts_mirror_pair_init(&pair, st->backup, st->durability);
     rc = ts_env_commit(st->primary, &c, err);
     *epoch = c.epoch;
     base = c.base_rowid;
@@ -332,7 +331,7 @@ int ts_store_flush(ts_store *st, const ts_delta *d, uint64_t *epoch,
     if (!rc && neph) rc = ts_store_mem_publish(st, d, &fresh, *epoch, base, err);
     if (neph) ts_env_view_unlock(st->primary);
     if (st->backup) {
-      brc = rc ? TS_OK : ts_mirror_pair_finish(&f.pair);
+      brc = rc ? TS_OK : ts_mirror_pair_finish(&pair);
       if (!rc && brc) {
         /* the backup needed a catch-up, or failed: the full path, which
         ** also words the error */
@@ -340,7 +339,7 @@ int ts_store_flush(ts_store *st, const ts_delta *d, uint64_t *epoch,
                                st->durability, &berr);
       }
       if (!rc && !brc) st->backup_epoch = c.epoch;
-      ts_mirror_pair_free(&f.pair);
+      ts_mirror_pair_free(&pair);
     }
   } else {
     rc = ts_env_reserve(st->primary, fresh.n, epoch, &base, err);

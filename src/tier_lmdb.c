@@ -1300,6 +1300,9 @@ static int ts_commit_extra_rowid(ts_commit *c, ts_env *env, uint64_t floor,
   return 0;
 }
 
+/* Resolved changes handed to the journal's readers at a time. */
+#define TS_RESOLVED_BATCH 256
+
 /* The transaction body of a primary commit: resolve each entry of the
 ** delta into a change (creation numbers: kept, or new in creation order),
 ** apply it, and record epoch, numbers and the replay record. */
@@ -1307,7 +1310,7 @@ static int ts_commit_body(void *ctx, ts_wtxn *w) {
   ts_commit *c = ctx;
   ts_env *env = w->env;
   uint64_t last, next_rowid;
-  size_t n = 0, nextra = 0;
+  size_t nextra = 0;
   int rc = ts_wtxn_meta_get(w, "last_epoch", &last);
   if (!rc) rc = ts_wtxn_meta_get(w, "next_rowid", &next_rowid);
   if (rc) return rc;
@@ -1317,6 +1320,13 @@ static int ts_commit_body(void *ctx, ts_wtxn *w) {
   c->epoch = ts_counters_epoch(env->counters, last) + 1;
   if (c->base_rowid < next_rowid) c->base_rowid = ts_counters_take_rowids(env->counters, next_rowid, c->fresh->n);
   c->nchanges = 0;
+  if (c->journal && !c->changes) {
+    /* one per live entry at most: the array never moves under its readers */
+    c->cap_changes = ts_delta_count(c->d);
+    c->changes = malloc((c->cap_changes ? c->cap_changes : 1) * sizeof(*c->changes));
+    if (!c->changes) return ENOMEM;
+  }
+  if (c->on_resolved) c->on_resolved(c->on_resolved_ctx, c, 0);
   for (const ts_delta_entry *e = ts_delta_seek(c->d, NULL, 0, 0); e && !rc; e = ts_delta_step(c->d, e, 0)) {
     ts_change ch;
     ts_record old;
@@ -1344,14 +1354,13 @@ static int ts_commit_body(void *ctx, ts_wtxn *w) {
     }
     rc = ts_wtxn_apply(w, &ch, above, stored ? &old : NULL);
     if (!rc && c->journal) {
-      ts_change *grown = ts_grow(c->changes, &n, sizeof(*grown), c->nchanges + 1);
-      if (!grown) return ENOMEM;
-      c->changes = grown;
       c->changes[c->nchanges++] = ch;
+      if (c->on_resolved && c->nchanges % TS_RESOLVED_BATCH == 0) c->on_resolved(c->on_resolved_ctx, c, 0);
     }
   }
   if (!rc) rc = ts_wtxn_meta_put(w, "last_epoch", c->epoch);
   c->next_rowid = ts_counters_next_rowid(env->counters, next_rowid);
+  if (!rc && c->on_resolved) c->on_resolved(c->on_resolved_ctx, c, 1);
   if (!rc) rc = ts_wtxn_meta_put(w, "next_rowid", c->next_rowid);
   if (!rc && c->journal) rc = ts_wtxn_replay_put(w, c->epoch, c->changes, c->nchanges);
   /* replay records are complete only above replay_floor: a commit without
@@ -1410,10 +1419,10 @@ int ts_env_write(ts_env *env, ts_durability dur, size_t grow_hint,
       if (!rc && hooks && hooks->before_commit) rc = hooks->before_commit(hooks->ctx);
       if (!rc) {
         rc = mdb_txn_commit(w.txn);
-        if (hooks && hooks->after_commit) hooks->after_commit(hooks->ctx, rc);
       } else {
         mdb_txn_abort(w.txn);
       }
+      if (hooks && hooks->after_commit) hooks->after_commit(hooks->ctx, rc);
     }
     ts_env_read_unlock(env);
     free(w.adds);

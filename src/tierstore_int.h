@@ -463,7 +463,8 @@ typedef struct ts_wtxn ts_wtxn;
 typedef int (*ts_write_fn)(void *ctx, ts_wtxn *w);
 /* Optional hooks around the commit of each attempt: before_commit runs
 ** after fn succeeded (non-zero aborts the attempt with that code);
-** after_commit gets mdb_txn_commit's result. */
+** after_commit gets the attempt's result (fn's, before_commit's or
+** mdb_txn_commit's). */
 typedef struct ts_write_hooks ts_write_hooks;
 struct ts_write_hooks {
   int (*before_commit)(void *ctx);
@@ -503,8 +504,14 @@ struct ts_commit {
   uint64_t epoch;            /* the commit's epoch */
   uint64_t base_rowid;       /* creation number of the oldest fresh PUT */
   uint64_t next_rowid;       /* the next creation number after the commit */
-  ts_change *changes;        /* journal: the resolved changes (free()) */
-  size_t nchanges;
+  ts_change *changes;        /* journal: the resolved changes (free()),
+                             ** sized once for every entry: never moves */
+  size_t nchanges, cap_changes;
+  /* journal readers: called as the changes are resolved, with done=0 at
+  ** the start of each attempt (no changes yet) and every so often, and
+  ** done=1 once all are and next_rowid is set */
+  void (*on_resolved)(void *ctx, const ts_commit *c, int done);
+  void *on_resolved_ctx;
   /* internal: creation numbers taken for kept keys deleted meanwhile */
   uint64_t *extras;
   size_t nextras;
@@ -553,27 +560,32 @@ int ts_mirror_catch_up(ts_env *primary, ts_env *backup, ts_durability dur,
 int ts_mirror_epoch(ts_env *env, uint64_t *epoch, ts_err *err);
 
 /* The backup's write of one commit, run by a second thread while the
-** primary commits, committed only after the primary's commit succeeded. */
+** primary resolves and commits it, committed only after the primary's
+** commit succeeded. */
 typedef struct ts_mirror_pair ts_mirror_pair;
 struct ts_mirror_pair {
   ts_env *backup;
   ts_durability dur;
   const ts_change *changes;
-  size_t n;
-  uint64_t epoch, next_rowid;
+  uint64_t epoch;
   pthread_t thread;
   int running;
   pthread_mutex_t mu;
   pthread_cond_t cv;
+  size_t n;                  /* changes resolved so far (under mu) */
+  int ended;                 /* all are; next_rowid is set (under mu) */
+  uint64_t next_rowid;
   int have_verdict, verdict;
   int rc;                    /* TS_OK: the backup took the commit */
   ts_err err;
 };
 void ts_mirror_pair_init(ts_mirror_pair *p, ts_env *backup, ts_durability dur);
 void ts_mirror_pair_free(ts_mirror_pair *p);
-/* Start it once the changes are resolved (before the primary's commit). */
-int ts_mirror_pair_start(ts_mirror_pair *p, const ts_change *ch, size_t n,
-                         uint64_t epoch, uint64_t next_rowid);
+/* Start it when the primary begins resolving: ch fills up behind n. */
+int ts_mirror_pair_start(ts_mirror_pair *p, const ts_change *ch, uint64_t epoch);
+/* n changes are resolved; ended: all of them (next_rowid set). */
+void ts_mirror_pair_publish(ts_mirror_pair *p, size_t n, int ended,
+                            uint64_t next_rowid);
 /* The primary's commit result (0: committed). */
 void ts_mirror_pair_verdict(ts_mirror_pair *p, int rc);
 /* Join it: TS_OK when the backup took the commit, else the caller runs

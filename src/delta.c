@@ -113,6 +113,9 @@ struct ts_delta {
   ts_delta_chunk *chunks;       /* arena; the first one is being filled */
   ts_delta_order *order;        /* the key order */
   ts_delta_node **slots;        /* hash of every node by key; NULL: free */
+  uint32_t *tags;               /* per slot: 32 bits of the key's hash, 0
+                                ** when free; a probe reads these and only
+                                ** looks at a node whose tag matches */
   size_t nslots;                /* a power of two, or 0 */
   size_t nnodes;                /* nodes in the hash */
   uint64_t rng;                 /* xorshift64 state for node levels */
@@ -213,7 +216,16 @@ static uint64_t delta_hash(const unsigned char *key, size_t nkey) {
     h = (h ^ w) * 0xBF58476D1CE4E5B9ULL;
   }
   h ^= h >> 32;
-  return h * 0x94D049BB133111EBULL;
+  h *= 0x94D049BB133111EBULL;
+  return h ^ (h >> 31);
+}
+
+/* The tag of a key: the low half of its hash, never 0 (0 marks a free
+** slot).  Its low bits pick the key's first slot, so growing the hash
+** re-places the nodes from the tags alone, without reading their keys. */
+static uint32_t delta_tag(const unsigned char *key, size_t nkey) {
+  uint32_t t = (uint32_t)delta_hash(key, nkey);
+  return t ? t : 1;
 }
 
 /* The node holding key, or NULL (linear probing; nodes are never removed
@@ -221,22 +233,36 @@ static uint64_t delta_hash(const unsigned char *key, size_t nkey) {
 static ts_delta_node *delta_find(const ts_delta *d, const unsigned char *key,
                                  size_t nkey) {
   size_t mask = d->nslots - 1;
-  size_t i;
-  ts_delta_node *n;
+  uint32_t tag, t;
   if (d->nslots == 0) return NULL;
-  for (i = (size_t)delta_hash(key, nkey) & mask; (n = d->slots[i]) != NULL; i = (i + 1) & mask) {
-    if (n->e.nkey == nkey && memcmp(n->e.key, key, nkey) == 0) return n;
+  tag = delta_tag(key, nkey);
+  for (size_t i = tag & mask; (t = d->tags[i]) != 0; i = (i + 1) & mask) {
+    const ts_delta_node *n = d->slots[i];
+    if (t == tag && n->e.nkey == nkey && memcmp(n->e.key, key, nkey) == 0) return d->slots[i];
   }
   return NULL;
 }
 
-/* Put n in the hash, which has a free slot for it. */
-static void delta_hash_add(ts_delta *d, ts_delta_node *n) {
+/* Put node n with tag in the hash, which has a free slot for it. */
+static void delta_hash_add(ts_delta *d, ts_delta_node *n, uint32_t tag) {
   size_t mask = d->nslots - 1;
-  size_t i = (size_t)delta_hash(n->e.key, n->e.nkey) & mask;
-  while (d->slots[i] != NULL) i = (i + 1) & mask;
+  size_t i = tag & mask;
+  while (d->tags[i] != 0) i = (i + 1) & mask;
   d->slots[i] = n;
+  d->tags[i] = tag;
   d->nnodes++;
+}
+
+/* Point the hash at a zeroed block for nslots slots (pointers, then
+** tags).  TS_NOMEM leaves it as it was. */
+static int delta_hash_alloc(ts_delta *d, size_t nslots) {
+  void *block = calloc(nslots, sizeof(*d->slots) + sizeof(*d->tags));
+  if (block == NULL) return TS_NOMEM;
+  d->slots = block;
+  d->tags = (uint32_t *)(d->slots + nslots);
+  d->nslots = nslots;
+  d->nnodes = 0;
+  return TS_OK;
 }
 
 /* Make room for one more node: the hash stays at most half full, and the
@@ -247,18 +273,12 @@ static int delta_reserve_node(ts_delta *d) {
   if (p == NULL) return TS_NOMEM;
   o->pending = p;
   if (2 * (d->nnodes + 1) > d->nslots) {
-    size_t want = d->nslots ? 2 * d->nslots : 64;
     ts_delta_node **old = d->slots;
+    const uint32_t *old_tags = d->tags;
     size_t nold = d->nslots;
-    d->slots = calloc(want, sizeof(*d->slots));
-    if (d->slots == NULL) {
-      d->slots = old;
-      return TS_NOMEM;
-    }
-    d->nslots = want;
-    d->nnodes = 0;
+    if (delta_hash_alloc(d, nold ? 2 * nold : 64) != TS_OK) return TS_NOMEM;
     for (size_t i = 0; i < nold; i++) {
-      if (old[i] != NULL) delta_hash_add(d, old[i]);
+      if (old_tags[i] != 0) delta_hash_add(d, old[i], old_tags[i]);
     }
     free(old);
   }
@@ -285,7 +305,7 @@ static ts_delta_node *delta_insert(ts_delta *d, const unsigned char *key,
   n->e.key = k;
   n->e.nkey = nkey;
   n->level = level;
-  delta_hash_add(d, n);
+  delta_hash_add(d, n, delta_tag(k, nkey));
   d->order->pending[d->order->npending++] = n;
   return n;
 }
@@ -295,6 +315,55 @@ static int delta_node_cmp(const void *a, const void *b) {
   const ts_delta_node *x = *(ts_delta_node *const *)a;
   const ts_delta_node *y = *(ts_delta_node *const *)b;
   return delta_cmp(x->e.key, x->e.nkey, y->e.key, y->e.nkey);
+}
+
+/* A pending node and 24 bytes of its key from the batch's common prefix
+** on, as big-endian words, zero-padded past the key's end.  The words
+** order like the keys (a key that ends compares as zeros, and an equal
+** window falls back to the whole keys), so sorting these touches the
+** nodes only on ties: the nodes lie scattered in the arena. */
+typedef struct delta_sortkey delta_sortkey;
+struct delta_sortkey {
+  uint64_t w[3];
+  ts_delta_node *n;
+};
+
+/* qsort order of two sort keys: their keys' order. */
+static int delta_sortkey_cmp(const void *a, const void *b) {
+  const delta_sortkey *x = a, *y = b;
+  for (int i = 0; i < 3; i++) {
+    if (x->w[i] != y->w[i]) return x->w[i] < y->w[i] ? -1 : 1;
+  }
+  return delta_cmp(x->n->e.key, x->n->e.nkey, y->n->e.key, y->n->e.nkey);
+}
+
+/* Sort the pending nodes by key: through sort keys when there is memory
+** for them, else by comparing the nodes' keys. */
+static void delta_sort_pending(ts_delta_order *o) {
+  delta_sortkey *sk = malloc(o->npending * sizeof(*sk));
+  const ts_delta_node *first = o->pending[0];
+  size_t skip = first->e.nkey;
+  if (sk == NULL) {
+    qsort(o->pending, o->npending, sizeof(*o->pending), delta_node_cmp);
+    return;
+  }
+  for (size_t j = 1; j < o->npending && skip > 0; j++) {
+    const ts_delta_node *n = o->pending[j];
+    size_t m = n->e.nkey < skip ? n->e.nkey : skip, i = 0;
+    while (i < m && n->e.key[i] == first->e.key[i]) i++;
+    skip = i;
+  }
+  for (size_t j = 0; j < o->npending; j++) {
+    ts_delta_node *n = o->pending[j];
+    unsigned char win[24] = {0};
+    size_t len = n->e.nkey - skip;
+    memcpy(win, n->e.key + skip, len < sizeof(win) ? len : sizeof(win));
+    for (int i = 0; i < 3; i++) sk[j].w[i] = ts_be64_get(win + 8 * i);
+    sk[j].n = n;
+  }
+  qsort(sk, o->npending, sizeof(*sk), delta_sortkey_cmp);
+  for (size_t j = 0; j < o->npending; j++) o->pending[j] = sk[j].n;
+  free(sk);
 }
 
 /* Link n at its place in the order: one search from the head. */
@@ -357,14 +426,15 @@ static void delta_link_merge(ts_delta_order *o) {
 
 /* Link the pending nodes into the order, before any ordered read.  A batch
 ** much smaller than the list goes in by searches; a larger one is sorted
-** and merged.  Cannot fail (qsort needs no memory it cannot do without). */
+** and merged.  Cannot fail (without memory for sort keys the sort compares
+** the nodes, and qsort needs no memory it cannot do without). */
 static void delta_settle(const ts_delta *d) {
   ts_delta_order *o = d->order;
   if (o->npending == 0) return;
   if (o->npending * 16 < o->nlinked) {
     for (size_t j = 0; j < o->npending; j++) delta_link_one(o, o->pending[j]);
   } else {
-    qsort(o->pending, o->npending, sizeof(*o->pending), delta_node_cmp);
+    delta_sort_pending(o);
     delta_link_merge(o);
   }
   o->npending = 0;
@@ -492,9 +562,10 @@ void ts_delta_reset(ts_delta *d) {
   if (d->nslots > TS_DELTA_KEEP_SLOTS) {
     free(d->slots);
     d->slots = NULL;
+    d->tags = NULL;
     d->nslots = 0;
   } else if (d->nnodes) {
-    memset(d->slots, 0, d->nslots * sizeof(*d->slots));
+    memset(d->slots, 0, d->nslots * (sizeof(*d->slots) + sizeof(*d->tags)));
   }
   d->nnodes = 0;
   if (o->cap_pending > TS_DELTA_KEEP_SLOTS) {

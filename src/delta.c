@@ -126,6 +126,9 @@ struct ts_delta {
   uint64_t next_rowid;          /* provisional rowids handed out so far */
   ts_delta_node **by_rowid;     /* [r - TS_ROWID_PROVISIONAL - 1] -> node */
   size_t n_by_rowid;            /* slots allocated in by_rowid */
+  size_t nheld;                 /* slots whose node is a live fresh PUT of
+                                ** that rowid (all handed out: ranks are
+                                ** the slots themselves) */
   ts_delta_undo *undo;          /* undo log, kept only while marks exist */
   size_t n_undo, cap_undo;
   ts_delta_mark *marks;         /* stack, levels strictly increasing */
@@ -454,6 +457,14 @@ static size_t delta_slots_used(const ts_delta *d) {
   return d->next_rowid < d->n_by_rowid ? (size_t)d->next_rowid : d->n_by_rowid;
 }
 
+/* Does n, a live fresh PUT, hold its provisional rowid's slot? */
+static int delta_holds_slot(const ts_delta *d, const ts_delta_node *n) {
+  size_t slot;
+  if (n->e.op != TS_OP_PUT || !n->e.fresh) return 0;
+  slot = delta_rowid_slot(d, n->e.rowid);
+  return slot < d->n_by_rowid && d->by_rowid[slot] == n;
+}
+
 /* Make room for one more undo record when a mark exists, so the write that
 ** follows cannot fail halfway. */
 static int delta_undo_reserve(ts_delta *d) {
@@ -472,6 +483,7 @@ static int delta_undo_reserve(ts_delta *d) {
 static void delta_set(ts_delta *d, ts_delta_node *n, ts_op op, int fresh,
                       int again, uint64_t rowid, const ts_value *v, int log) {
   size_t slot;
+  int held = delta_holds_slot(d, n);
   if (log && d->n_marks > 0) {
     ts_delta_undo *u = &d->undo[d->n_undo++];
     u->node = n;
@@ -493,7 +505,12 @@ static void delta_set(ts_delta *d, ts_delta_node *n, ts_op op, int fresh,
     memset(&n->e.value, 0, sizeof(n->e.value));
   }
   slot = delta_rowid_slot(d, rowid);
-  if (op == TS_OP_PUT && fresh && slot < d->n_by_rowid) d->by_rowid[slot] = n;
+  if (op == TS_OP_PUT && fresh && slot < d->n_by_rowid && d->by_rowid[slot] != n) {
+    const ts_delta_node *m = d->by_rowid[slot];
+    if (m != NULL && delta_holds_slot(d, m)) d->nheld--;
+    d->by_rowid[slot] = n;
+  }
+  d->nheld += (size_t)delta_holds_slot(d, n) - (size_t)held;
 }
 
 /* Allocate a delta: an empty map with its head sentinel.  NULL when out of
@@ -581,6 +598,7 @@ void ts_delta_reset(ts_delta *d) {
     memset(d->by_rowid, 0, delta_slots_used(d) * sizeof(*d->by_rowid));
   }
   d->next_rowid = 0;
+  d->nheld = 0;
   d->n_undo = 0;
   d->n_marks = 0;
 }
@@ -780,15 +798,19 @@ const ts_delta_entry *ts_delta_step(const ts_delta *d,
 
 /* Number the live fresh PUTs in creation order (provisional rowid
 ** order): by_rowid lists them by slot already, so one pass over the slots
-** handed out ranks them, with no sort.  f->rank is malloc'd (NULL when
-** no rowid was handed out). */
+** handed out ranks them, with no sort.  When every slot holds one (no
+** INSERT undone, deleted or failed) the ranks are the slots: f->rank
+** stays NULL.  Else f->rank is malloc'd. */
 int ts_delta_fresh(const ts_delta *d, ts_fresh *f) {
   size_t slots = delta_slots_used(d);
   memset(f, 0, sizeof(*f));
-  if (!slots) return TS_OK;
+  f->nslots = slots;
+  if (d->nheld == slots) {
+    f->n = slots;
+    return TS_OK;
+  }
   f->rank = malloc(slots * sizeof(*f->rank));
   if (!f->rank) return TS_NOMEM;
-  f->nslots = slots;
   for (size_t i = 0; i < slots; i++) {
     f->rank[i] = ts_delta_by_rowid(d, TS_ROWID_PROVISIONAL + 1 + i) ? f->n++ : SIZE_MAX;
   }
@@ -801,7 +823,9 @@ long ts_fresh_rank(const ts_fresh *f, const ts_delta_entry *e) {
   uint64_t slot;
   if (!e->fresh || e->rowid <= TS_ROWID_PROVISIONAL) return -1;
   slot = e->rowid - TS_ROWID_PROVISIONAL - 1;
-  if (slot >= f->nslots || f->rank[slot] == SIZE_MAX) return -1;
+  if (slot >= f->nslots) return -1;
+  if (!f->rank) return e->op == TS_OP_PUT ? (long)slot : -1;
+  if (f->rank[slot] == SIZE_MAX) return -1;
   return (long)f->rank[slot];
 }
 

@@ -206,7 +206,8 @@ const ts_delta_entry *ts_delta_by_rowid(const ts_delta *d, uint64_t rowid);
 ** base + rank). */
 typedef struct ts_fresh ts_fresh;
 struct ts_fresh {
-  size_t *rank;              /* by provisional slot; SIZE_MAX: none there */
+  size_t *rank;              /* by provisional slot; SIZE_MAX: none there;
+                             ** NULL: every slot holds one, rank = slot */
   size_t nslots;
   size_t n;                  /* live fresh PUTs */
 };

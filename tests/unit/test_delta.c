@@ -263,6 +263,45 @@ static void test_step_sees_later_writes(void) {
   ts_delta_free(d);
 }
 
+/* New keys are numbered in provisional rowid order, not key order; one
+** undone, deleted or never written leaves no gap. */
+static void test_fresh_ranks(void) {
+  static const char *keys[] = {"e", "d", "c", "b", "a"};
+  ts_delta *d = ts_delta_new();
+  ts_fresh f;
+  ts_value v = vint(1);
+  for (int i = 0; i < 5; i++) {
+    CHECK_EQ_INT(ts_delta_put(d, K(keys[i]), &v, ts_delta_new_rowid(d), 1), TS_OK);
+  }
+  CHECK_EQ_INT(ts_delta_put(d, K("stored"), &v, 7, 0), TS_OK);
+  CHECK_EQ_INT(ts_delta_fresh(d, &f), TS_OK);
+  CHECK_EQ_INT(f.n, 5);
+  for (int i = 0; i < 5; i++) CHECK_EQ_INT(ts_fresh_rank(&f, ts_delta_get(d, K(keys[i]))), i);
+  CHECK_EQ_INT(ts_fresh_rank(&f, ts_delta_get(d, K("stored"))), -1);
+  ts_fresh_free(&f);
+
+  CHECK_EQ_INT(ts_delta_del(d, K("d")), TS_OK);       /* the second new key goes */
+  CHECK_EQ_INT(ts_delta_fresh(d, &f), TS_OK);
+  CHECK_EQ_INT(f.n, 4);
+  CHECK_EQ_INT(ts_fresh_rank(&f, ts_delta_get(d, K("c"))), 1);
+  ts_fresh_free(&f);
+  (void)ts_delta_new_rowid(d);                          /* a number never written */
+  CHECK_EQ_INT(ts_delta_savepoint(d, 0), TS_OK);
+  CHECK_EQ_INT(ts_delta_put(d, K("f"), &v, ts_delta_new_rowid(d), 1), TS_OK);
+  ts_delta_rollback_to(d, 0);                           /* and one undone */
+  CHECK_EQ_INT(ts_delta_put(d, K("g"), &v, ts_delta_new_rowid(d), 1), TS_OK);
+  CHECK_EQ_INT(ts_delta_fresh(d, &f), TS_OK);
+  CHECK_EQ_INT(f.n, 5);
+  CHECK_EQ_INT(ts_fresh_rank(&f, ts_delta_get(d, K("e"))), 0);
+  CHECK_EQ_INT(ts_fresh_rank(&f, ts_delta_get(d, K("c"))), 1);
+  CHECK_EQ_INT(ts_fresh_rank(&f, ts_delta_get(d, K("b"))), 2);
+  CHECK_EQ_INT(ts_fresh_rank(&f, ts_delta_get(d, K("a"))), 3);
+  CHECK_EQ_INT(ts_fresh_rank(&f, ts_delta_get(d, K("g"))), 4);
+  CHECK(ts_delta_get(d, K("f")) == NULL);
+  ts_fresh_free(&f);
+  ts_delta_free(d);
+}
+
 /* Explicit prefix and NUL cases, to read in a failure report. */
 static void test_order_prefix(void) {
   ts_delta *d = ts_delta_new();
@@ -761,8 +800,36 @@ struct mmark {
   mstate snap[M_KEYS];
 };
 
-/* The delta agrees with the model on every key, the count, rowids and
-** ascending order. */
+/* The commit's numbering of new keys agrees with the model: one rank per
+** live fresh PUT, 0..n-1 in provisional rowid order. */
+static int fresh_ranks_agree(const ts_delta *d, const mstate *m) {
+  ts_fresh f;
+  size_t live = 0, seen = 0;
+  char key[8];
+  int ok = 1;
+  if (ts_delta_fresh(d, &f) != TS_OK) return 0;
+  for (int i = 0; i < M_KEYS; i++) live += m[i].op == TS_OP_PUT && m[i].fresh;
+  if (f.n != live) ok = 0;
+  for (int i = 0; i < M_KEYS && ok; i++) {
+    const ts_delta_entry *e;
+    long rank, below = 0;
+    snprintf(key, sizeof(key), "m%02d", i);
+    e = ts_delta_get(d, K(key));
+    rank = e ? ts_fresh_rank(&f, e) : -1;
+    if (!(m[i].op == TS_OP_PUT && m[i].fresh)) {
+      if (rank != -1) ok = 0;
+      continue;
+    }
+    for (int j = 0; j < M_KEYS; j++) below += m[j].op == TS_OP_PUT && m[j].fresh && m[j].rowid < m[i].rowid;
+    if (rank != below) ok = 0;
+    seen++;
+  }
+  ts_fresh_free(&f);
+  return ok && seen == live;
+}
+
+/* The delta agrees with the model on every key, the count, rowids, the
+** numbering of new keys and ascending order. */
 static int model_agrees(ts_delta *d, const mstate *m, uint64_t issued) {
   char key[8], txt[32];
   int i, live = 0;
@@ -809,7 +876,7 @@ static int model_agrees(ts_delta *d, const mstate *m, uint64_t issued) {
     if (p && key_cmp(p->key, p->nkey, e->key, e->nkey) >= 0) return 0;
     if (ts_delta_step(d, e, 1) != p) return 0;
   }
-  return 1;
+  return fresh_ranks_agree(d, m);
 }
 
 static void test_model(void) {
@@ -890,6 +957,7 @@ int main(void) {
   test_step_sees_later_writes();
   test_order_prefix();
   test_fresh_sticky();
+  test_fresh_ranks();
   test_provisional();
   test_savepoints();
   test_late_join();

@@ -960,12 +960,6 @@ static int ts_wtxn_index_defer(ts_wtxn *w, const unsigned char *key,
   return 0;
 }
 
-/* Order 64-bit numbers (qsort callback). */
-static int ts_u64_cmp(const void *a, const void *b) {
-  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-  return x < y ? -1 : x > y;
-}
-
 /* Deferred index entries i and j by rowid, and by (namespace id, rowid)
 ** (qsort_r callbacks over an order of indexes into the entries). */
 static int ts_index_by_rowid(const void *i, const void *j, void *adds) {
@@ -1008,32 +1002,58 @@ static int ts_index_order_rowid(const ts_index_add *a, size_t n, size_t *order) 
 }
 
 /* Turn a rowid order into a (namespace id, rowid) order: a commit touches
-** few namespaces, so one stable pass per namespace does it; many
-** namespaces fall back to qsort_r. */
+** few namespaces, so each entry gets its namespace's rank (entries come in
+** key order, grouped by namespace) and one stable pass in rowid order
+** places it; many namespaces fall back to qsort_r. */
 static int ts_index_order_created(const ts_index_add *a, size_t n, size_t *order) {
   enum { FEW = 16 };
   uint64_t ns[FEW];
-  size_t nns = 0, k = 0, *by_ns;
-  for (size_t i = 0; i < n && nns <= FEW; i++) {
-    size_t j = 0;
-    while (j < nns && ns[j] != a[i].nsid) j++;
-    if (j == nns && nns++ < FEW) ns[j] = a[i].nsid;
+  size_t nns = 0, rank[FEW], start[FEW] = {0}, *by_ns;
+  unsigned char *nsi = malloc(n ? n : 1);
+  if (!nsi) return ENOMEM;
+  for (size_t i = 0, j = 0; i < n; i++) {
+    if (nns == 0 || ns[j] != a[i].nsid) {
+      for (j = 0; j < nns && ns[j] != a[i].nsid; j++) {
+      }
+      if (j == nns && nns++ == FEW) {
+        free(nsi);
+        qsort_r(order, n, sizeof(*order), ts_index_by_created, (void *)a);
+        return 0;
+      }
+      ns[j] = a[i].nsid;
+    }
+    nsi[i] = (unsigned char)j;
+    start[j]++;
   }
-  if (nns > FEW) {
-    qsort_r(order, n, sizeof(*order), ts_index_by_created, (void *)a);
+  if (nns < 2) {
+    free(nsi);
     return 0;
   }
-  if (nns < 2) return 0;
   by_ns = malloc(n * sizeof(*by_ns));
-  if (!by_ns) return ENOMEM;
-  qsort(ns, nns, sizeof(ns[0]), ts_u64_cmp);
-  for (size_t j = 0; j < nns; j++) {
-    for (size_t i = 0; i < n; i++) {
-      if (a[order[i]].nsid == ns[j]) by_ns[k++] = order[i];
-    }
+  if (!by_ns) {
+    free(nsi);
+    return ENOMEM;
   }
+  /* rank[j]: how many namespaces sort below ns[j]; start: where its
+  ** entries begin */
+  for (size_t j = 0; j < nns; j++) {
+    rank[j] = 0;
+    for (size_t k = 0; k < nns; k++) rank[j] += ns[k] < ns[j];
+  }
+  {
+    size_t count[FEW], at = 0;
+    for (size_t j = 0; j < nns; j++) count[rank[j]] = start[j];
+    for (size_t r = 0; r < nns; r++) {
+      size_t c = count[r];
+      count[r] = at;
+      at += c;
+    }
+    for (size_t j = 0; j < nns; j++) start[j] = count[rank[j]];
+  }
+  for (size_t i = 0; i < n; i++) by_ns[start[nsi[order[i]]]++] = order[i];
   memcpy(order, by_ns, n * sizeof(*order));
   free(by_ns);
+  free(nsi);
   return 0;
 }
 
@@ -1072,6 +1092,10 @@ static int ts_wtxn_put_sorted(ts_wtxn *w, MDB_dbi db, const size_t *order,
     const ts_index_add *a = &w->adds[order[i]];
     const unsigned char *key = w->add_keys + a->off;
     int append;
+    /* the entries lie in key order, taken here in rowid order: fetch
+    ** ahead what the coming puts read */
+    if (i + 32 < w->nadds) __builtin_prefetch(&w->adds[order[i + 32]]);
+    if (i + 16 < w->nadds) __builtin_prefetch(w->add_keys + w->adds[order[i + 16]].off);
     ts_be64_put(ck, created ? a->nsid : a->rowid);
     ts_be64_put(ck + 8, a->rowid);
     k.mv_size = nk;

@@ -165,7 +165,7 @@ static int ts_vtab_init(sqlite3 *db, void *aux, int argc, const char *const *arg
     }
   }
   if (rc == SQLITE_OK) {
-    vt->delta = ts_delta_new();
+    vt->delta = ts_store_new_delta(vt->store);
     if (!vt->delta) rc = SQLITE_NOMEM;
     vt->utf8 = ts_db_is_utf8(db);
   }
@@ -836,7 +836,7 @@ static int ts_vtab_update(sqlite3_vtab *p, int argc, sqlite3_value **argv,
 ** opened before this transaction, the state they started from), never a
 ** later transaction's. */
 static void ts_vtab_fresh_delta(ts_vtab *vt) {
-  ts_delta *fresh = ts_delta_is_shared(vt->delta) ? ts_delta_new() : NULL;
+  ts_delta *fresh = ts_delta_is_shared(vt->delta) ? ts_store_new_delta(vt->store) : NULL;
   if (fresh) {
     ts_delta_free(vt->delta);
     vt->delta = fresh;

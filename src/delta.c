@@ -120,6 +120,9 @@ struct ts_delta {
   size_t nnodes;                /* nodes in the hash */
   uint64_t rng;                 /* xorshift64 state for node levels */
   size_t count;                 /* entries whose op is not NONE */
+  size_t count_ephemeral;       /* of those, the ephemeral tier's */
+  ts_delta_classifier classify; /* NULL: every entry is primary-tier */
+  const void *classify_ctx;
   size_t bytes;                 /* key and value bytes copied into the arena */
   uint64_t generation;          /* bumped by reset */
   int refs;                     /* owners: the table and its open cursors */
@@ -307,6 +310,7 @@ static ts_delta_node *delta_insert(ts_delta *d, const unsigned char *key,
   memset(n, 0, sizeof(*n));
   n->e.key = k;
   n->e.nkey = nkey;
+  n->e.ephemeral = d->classify != NULL && d->classify(d->classify_ctx, k, nkey);
   n->level = level;
   delta_hash_add(d, n, delta_tag(k, nkey));
   d->order->pending[d->order->npending++] = n;
@@ -493,8 +497,14 @@ static void delta_set(ts_delta *d, ts_delta_node *n, ts_op op, int fresh,
     u->rowid = n->e.rowid;
     u->value = n->e.value;
   }
-  if (n->e.op == TS_OP_NONE && op != TS_OP_NONE) d->count++;
-  if (n->e.op != TS_OP_NONE && op == TS_OP_NONE) d->count--;
+  if (n->e.op == TS_OP_NONE && op != TS_OP_NONE) {
+    d->count++;
+    d->count_ephemeral += (size_t)n->e.ephemeral;
+  }
+  if (n->e.op != TS_OP_NONE && op == TS_OP_NONE) {
+    d->count--;
+    d->count_ephemeral -= (size_t)n->e.ephemeral;
+  }
   n->e.op = op;
   n->e.fresh = fresh;
   n->e.again = again;
@@ -535,6 +545,12 @@ ts_delta *ts_delta_new(void) {
   return d;
 }
 
+/* Classify the entries made from now on with fn. */
+void ts_delta_classify(ts_delta *d, ts_delta_classifier fn, const void *ctx) {
+  d->classify = fn;
+  d->classify_ctx = ctx;
+}
+
 /* One more owner (a cursor that must keep reading this transaction's
 ** writes even after the table moved on to a new delta). */
 void ts_delta_retain(ts_delta *d) {
@@ -572,6 +588,7 @@ void ts_delta_reset(ts_delta *d) {
   o->nlinked = 0;
   o->npending = 0;
   d->count = 0;
+  d->count_ephemeral = 0;
   d->bytes = 0;
   d->generation++;
   /* a big transaction's hash and arrays go back to the allocator; small
@@ -612,6 +629,11 @@ uint64_t ts_delta_generation(const ts_delta *d) {
 /* Entries that say something (op PUT or DEL). */
 size_t ts_delta_count(const ts_delta *d) {
   return d->count;
+}
+
+/* Entries that say something, of the ephemeral tier. */
+size_t ts_delta_count_ephemeral(const ts_delta *d) {
+  return d->count_ephemeral;
 }
 
 /* Key and value bytes copied into the arena since the last reset.  An

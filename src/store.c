@@ -121,6 +121,19 @@ void ts_store_close(ts_store *st) {
 ts_names_rule ts_store_names(const ts_store *st) { return st->names; }
 ts_env *ts_store_primary(ts_store *st) { return st->primary; }
 
+/* The delta classifier of a store's tables. */
+static int ts_store_is_ephemeral(const void *st, const unsigned char *key, size_t nkey) {
+  return ts_store_route(st, key, nkey) == TS_TIER_EPHEMERAL;
+}
+
+/* A delta for a table of this store: it knows which entries are
+** ephemeral-tier ones.  NULL when out of memory. */
+ts_delta *ts_store_new_delta(const ts_store *st) {
+  ts_delta *d = ts_delta_new();
+  if (d && st->mem) ts_delta_classify(d, ts_store_is_ephemeral, st);
+  return d;
+}
+
 /* Where a key lives, by its names. */
 ts_tier_id ts_store_route(const ts_store *st, const unsigned char *key,
                           size_t nkey) {
@@ -228,7 +241,7 @@ static int ts_store_mem_changes(ts_store *st, const ts_delta *d,
   *n = 0;
   for (const ts_delta_entry *e = ts_delta_seek(d, NULL, 0, 0); e; e = ts_delta_step(d, e, 0)) {
     ts_change *ch;
-    if (e->op == TS_OP_NONE || ts_store_route(st, e->key, e->nkey) != TS_TIER_EPHEMERAL) continue;
+    if (e->op == TS_OP_NONE || !e->ephemeral) continue;
     ts_change *grown = ts_grow(*out, &cap, sizeof(*grown), k + 1);
     if (!grown) {
       rc = TS_NOMEM;
@@ -264,17 +277,6 @@ static int ts_store_mem_publish(ts_store *st, const ts_delta *d,
   return rc;
 }
 
-/* Count the delta's entries per tier. */
-static void ts_store_split(ts_store *st, const ts_delta *d, size_t *nprimary,
-                           size_t *neph) {
-  *nprimary = *neph = 0;
-  for (const ts_delta_entry *e = ts_delta_seek(d, NULL, 0, 0); e; e = ts_delta_step(d, e, 0)) {
-    if (e->op == TS_OP_NONE) continue;
-    if (ts_store_route(st, e->key, e->nkey) == TS_TIER_EPHEMERAL) (*neph)++;
-    else (*nprimary)++;
-  }
-}
-
 /* A primary commit with a backup: the backup's write runs in a second
 ** thread (ts_mirror_pair, the ctx here) while the primary resolves and
 ** commits.  As the primary resolves the changes: start the backup's write
@@ -306,7 +308,8 @@ int ts_store_flush(ts_store *st, const ts_delta *d, uint64_t *epoch,
   ts_err berr = {0, {0}};
   *epoch = 0;
   if (ts_delta_count(d) == 0) return TS_OK;
-  ts_store_split(st, d, &nprimary, &neph);
+  neph = ts_delta_count_ephemeral(d);
+  nprimary = ts_delta_count(d) - neph;
   if (ts_delta_fresh(d, &fresh)) return ts_err_set(err, TS_NOMEM, "out of memory at commit");
   memset(&c, 0, sizeof(c));
   ts_env_commit_lock(st->primary);
@@ -315,7 +318,7 @@ int ts_store_flush(ts_store *st, const ts_delta *d, uint64_t *epoch,
     ts_mirror_pair pair;
     ts_write_hooks hooks = {NULL, ts_flush_after, &pair};
     c.d = d;
-    c.router = st->mem ? st->router : NULL;
+    c.skip_ephemeral = 1;
     c.fresh = &fresh;
     c.durability = st->durability;
     c.journal = st->backup != NULL;

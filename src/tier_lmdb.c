@@ -1303,11 +1303,7 @@ int ts_wtxn_copy_from(ts_wtxn *w, ts_snap *src) {
 
 /* Does this entry belong to the environment being committed? */
 static int ts_commit_wants(const ts_commit *c, const ts_delta_entry *e) {
-  ts_name pns, sns, key;
-  if (e->op == TS_OP_NONE) return 0;
-  if (!c->router || ts_router_is_empty(c->router)) return 1;
-  if (ts_key_decode(e->key, e->nkey, &pns, &sns, &key)) return 0;
-  return ts_router_route(c->router, pns, sns, key) == TS_TIER_PRIMARY;
+  return e->op != TS_OP_NONE && !(c->skip_ephemeral && e->ephemeral);
 }
 
 /* The i-th creation number for a kept key that another writer deleted

@@ -168,14 +168,22 @@ struct ts_delta_entry {
                              ** had it: a DEL of a stored key, or a fresh PUT
                              ** after one (so a new number even if the key
                              ** is stored at commit) */
+  int ephemeral;             /* the key lives in the ephemeral tier (the
+                             ** delta's classifier said so when the entry
+                             ** was made) */
   uint64_t rowid;            /* committed rowid kept, or provisional one */
   ts_value value;            /* PUT: the value (bytes in the arena) */
 };
 
+/* Which entries belong to the ephemeral tier: asked once per key, when
+** its entry is made (routing depends on the names alone). */
+typedef int (*ts_delta_classifier)(const void *ctx, const unsigned char *key, size_t nkey);
 /* A new delta with one owner.  ts_delta_retain adds an owner (a cursor
 ** that keeps reading it after the table retired it at commit);
 ** ts_delta_free drops one and frees with the last. */
 ts_delta *ts_delta_new(void);
+/* Classify new entries with fn (none: every entry is primary-tier). */
+void ts_delta_classify(ts_delta *d, ts_delta_classifier fn, const void *ctx);
 void ts_delta_retain(ts_delta *d);
 int ts_delta_is_shared(const ts_delta *d);
 void ts_delta_free(ts_delta *d);
@@ -185,6 +193,8 @@ void ts_delta_reset(ts_delta *d);
 uint64_t ts_delta_generation(const ts_delta *d);
 /* Number of entries whose op is not NONE, and bytes of keys+values held. */
 size_t ts_delta_count(const ts_delta *d);
+/* Entries that say something, of the ephemeral tier. */
+size_t ts_delta_count_ephemeral(const ts_delta *d);
 size_t ts_delta_bytes(const ts_delta *d);
 
 /* Record a PUT of key (copied) with value (copied).  fresh is sticky: a PUT
@@ -495,7 +505,7 @@ int ts_wtxn_copy_from(ts_wtxn *w, ts_snap *src);
 typedef struct ts_commit ts_commit;
 struct ts_commit {
   const ts_delta *d;
-  const ts_router *router;   /* when set, keys it routes elsewhere are skipped */
+  int skip_ephemeral;        /* leave out the delta's ephemeral entries */
   const ts_fresh *fresh;     /* creation order of the delta's new keys */
   ts_durability durability;
   int journal;               /* keep a replay record and return the changes */
@@ -623,6 +633,8 @@ struct ts_row_info {
   uint64_t rowid;             /* creation number (provisional if fresh) */
   int fresh;                  /* created by this transaction */
 };
+/* A delta for a table of this store (its entries classified by tier). */
+ts_delta *ts_store_new_delta(const ts_store *st);
 /* Visible state of key (delta over newest committed): TS_OK or
 ** TS_NOTFOUND. */
 int ts_store_lookup(ts_store *st, const ts_delta *d, const unsigned char *key,

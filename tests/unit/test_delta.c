@@ -302,6 +302,44 @@ static void test_fresh_ranks(void) {
   ts_delta_free(d);
 }
 
+/* A classifier for test_classify: keys starting with 'e' are
+** ephemeral-tier ones; counts its calls. */
+static int classify_calls;
+static int classify_e(const void *ctx, const unsigned char *key, size_t nkey) {
+  (void)ctx;
+  classify_calls++;
+  return nkey > 0 && key[0] == 'e';
+}
+
+/* Entries carry their tier, asked once per key, and the delta counts the
+** live ephemeral-tier ones through writes, undo and reset. */
+static void test_classify(void) {
+  ts_delta *d = ts_delta_new();
+  ts_delta_classify(d, classify_e, NULL);
+  put_int(d, "e1", 1);
+  put_int(d, "p1", 2);
+  put_int(d, "e2", 3);
+  put_int(d, "e1", 4);
+  CHECK_EQ_INT(classify_calls, 3);
+  CHECK_EQ_INT(ts_delta_count(d), 3);
+  CHECK_EQ_INT(ts_delta_count_ephemeral(d), 2);
+  CHECK(ts_delta_get(d, K("e1"))->ephemeral && !ts_delta_get(d, K("p1"))->ephemeral);
+  CHECK_EQ_INT(ts_delta_del(d, K("e2")), TS_OK);   /* a DEL still says something */
+  CHECK_EQ_INT(ts_delta_count_ephemeral(d), 2);
+  CHECK_EQ_INT(ts_delta_savepoint(d, 0), TS_OK);
+  put_int(d, "e3", 5);
+  put_int(d, "p2", 6);
+  CHECK_EQ_INT(ts_delta_count_ephemeral(d), 3);
+  ts_delta_rollback_to(d, 0);
+  CHECK_EQ_INT(ts_delta_count(d), 3);
+  CHECK_EQ_INT(ts_delta_count_ephemeral(d), 2);
+  ts_delta_reset(d);
+  CHECK_EQ_INT(ts_delta_count_ephemeral(d), 0);
+  put_int(d, "e1", 7);
+  CHECK_EQ_INT(ts_delta_count_ephemeral(d), 1);
+  ts_delta_free(d);
+}
+
 /* Explicit prefix and NUL cases, to read in a failure report. */
 static void test_order_prefix(void) {
   ts_delta *d = ts_delta_new();
@@ -958,6 +996,7 @@ int main(void) {
   test_order_prefix();
   test_fresh_sticky();
   test_fresh_ranks();
+  test_classify();
   test_provisional();
   test_savepoints();
   test_late_join();

@@ -815,7 +815,11 @@ const ts_delta_entry *ts_delta_step(const ts_delta *d,
   const ts_delta_node *n = (const ts_delta_node *)e;
   delta_settle(d);
   n = desc ? n->prev : n->next[0];
-  return n ? &n->e : NULL;
+  if (n == NULL) return NULL;
+  /* nodes lie in write order, not key order: start fetching the one after
+  ** (a walk spends its time waiting for nodes otherwise) */
+  __builtin_prefetch(desc ? n->prev : n->next[0]);
+  return &n->e;
 }
 
 /* Number the live fresh PUTs in creation order (provisional rowid

@@ -1347,11 +1347,17 @@ static int ts_commit_body(void *ctx, ts_wtxn *w) {
     if (!c->changes) return ENOMEM;
   }
   if (c->on_resolved) c->on_resolved(c->on_resolved_ctx, c, 0);
-  for (const ts_delta_entry *e = ts_delta_seek(c->d, NULL, 0, 0); e && !rc; e = ts_delta_step(c->d, e, 0)) {
+  for (const ts_delta_entry *e = ts_delta_seek(c->d, NULL, 0, 0), *next; e && !rc; e = next) {
     ts_change ch;
     ts_record old;
     long rank;
     int above, stored;
+    next = ts_delta_step(c->d, e, 0);
+    if (next) {
+      /* the next entry's key and value lie elsewhere in the delta's arena */
+      __builtin_prefetch(next->key);
+      __builtin_prefetch(next->value.p);
+    }
     if (!ts_commit_wants(c, e)) continue;
     memset(&ch, 0, sizeof(ch));
     ch.key = e->key;

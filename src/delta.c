@@ -344,10 +344,48 @@ static int delta_sortkey_cmp(const void *a, const void *b) {
   return delta_cmp(x->n->e.key, x->n->e.nkey, y->n->e.key, y->n->e.nkey);
 }
 
+/* Sort sk[0..n) by word w[i] and, among equal words, by the following
+** words and then the whole keys.  A least-significant-byte-first radix
+** sort over the word's 8 bytes (bytes that every key shares are skipped:
+** a namespace prefix costs nothing), through tmp (n elements). */
+static void delta_sort_words(delta_sortkey *sk, delta_sortkey *tmp, size_t n, int i) {
+  size_t count[8][256];
+  size_t run;
+  if (n < 32) {
+    qsort(sk, n, sizeof(*sk), delta_sortkey_cmp);
+    return;
+  }
+  memset(count, 0, sizeof(count));
+  for (size_t j = 0; j < n; j++) {
+    for (int b = 0; b < 8; b++) count[b][(sk[j].w[i] >> (8 * b)) & 0xff]++;
+  }
+  for (int b = 0; b < 8; b++) {
+    size_t at = 0, shift = 8 * (size_t)b;
+    if (count[b][(sk[0].w[i] >> shift) & 0xff] == n) continue;   /* all alike */
+    for (int v = 0; v < 256; v++) {
+      size_t c = count[b][v];
+      count[b][v] = at;
+      at += c;
+    }
+    for (size_t j = 0; j < n; j++) tmp[count[b][(sk[j].w[i] >> shift) & 0xff]++] = sk[j];
+    memcpy(sk, tmp, n * sizeof(*sk));
+  }
+  for (size_t j = 0; j < n; j += run) {
+    for (run = 1; j + run < n && sk[j + run].w[i] == sk[j].w[i]; run++) {
+    }
+    if (run < 2) continue;
+    if (i < 2) {
+      delta_sort_words(sk + j, tmp, run, i + 1);
+    } else {
+      qsort(sk + j, run, sizeof(*sk), delta_sortkey_cmp);
+    }
+  }
+}
+
 /* Sort the pending nodes by key: through sort keys when there is memory
 ** for them, else by comparing the nodes' keys. */
 static void delta_sort_pending(ts_delta_order *o) {
-  delta_sortkey *sk = malloc(o->npending * sizeof(*sk));
+  delta_sortkey *sk = malloc(2 * o->npending * sizeof(*sk));
   const ts_delta_node *first = o->pending[0];
   size_t skip = first->e.nkey;
   if (sk == NULL) {
@@ -368,7 +406,7 @@ static void delta_sort_pending(ts_delta_order *o) {
     for (int i = 0; i < 3; i++) sk[j].w[i] = ts_be64_get(win + 8 * i);
     sk[j].n = n;
   }
-  qsort(sk, o->npending, sizeof(*sk), delta_sortkey_cmp);
+  delta_sort_words(sk, sk + o->npending, o->npending, 0);
   for (size_t j = 0; j < o->npending; j++) o->pending[j] = sk[j].n;
   free(sk);
 }

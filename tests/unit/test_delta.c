@@ -229,8 +229,9 @@ static void test_order_batches(void) {
       ts_value v = vint((int64_t)n);
       okey *k = &ref[n++];
       okey_random(k);
-      k->n = ORD_MAXK;
+      for (size_t j = k->n; j < 4; j++) k->b[j] = 'a';
       for (size_t j = 4; j < ORD_MAXK; j++) k->b[j] = (unsigned char)rnd();
+      k->n = ORD_MAXK;
       if (ts_delta_put(d, k->b, k->n, &v, 1, 0) != TS_OK) ok = 0;
     }
     n = okey_sorted(ref, n);

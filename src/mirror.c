@@ -224,24 +224,27 @@ static void *ts_pair_thread(void *arg) {
   ts_mirror_pair *p = arg;
   ts_write_hooks hooks = {ts_pair_wait, NULL, p};
   ts_env_commit_lock(p->backup);
-  p->rc = ts_env_write(p->backup, p->dur, 0, ts_pair_body, &hooks, p, &p->err);
+  p->rc = ts_env_write(p->backup, p->dur, p->grow_hint, ts_pair_body, &hooks, p, &p->err);
   ts_env_commit_unlock(p->backup);
   return NULL;
 }
 
 /* Start the backup's write of a commit whose primary write begins: its
-** changes will fill ch (ts_mirror_pair_publish says how far). */
-int ts_mirror_pair_start(ts_mirror_pair *p, const ts_change *ch, uint64_t epoch) {
+** changes will fill ch (ts_mirror_pair_publish says how far); grow_hint:
+** about the bytes they hold.  When no thread can be started the caller's
+** ts_mirror_pair_finish says so and the backup is written after the
+** primary. */
+void ts_mirror_pair_start(ts_mirror_pair *p, const ts_change *ch, uint64_t epoch,
+                          size_t grow_hint) {
   p->changes = ch;
   p->epoch = epoch;
+  p->grow_hint = grow_hint;
   p->n = 0;
   p->ended = 0;
   p->next_rowid = 0;
   p->have_verdict = 0;
   p->rc = TS_ERROR;
-  if (pthread_create(&p->thread, NULL, ts_pair_thread, p) != 0) return 0;  /* sync path later */
-  p->running = 1;
-  return 0;
+  p->running = pthread_create(&p->thread, NULL, ts_pair_thread, p) == 0;
 }
 
 /* The primary resolved n changes (ended: all of them, next_rowid set). */

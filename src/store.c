@@ -284,7 +284,7 @@ static int ts_store_mem_publish(ts_store *st, const ts_delta *d,
 static void ts_flush_resolved(void *ctx, const ts_commit *c, int done) {
   ts_mirror_pair *pair = ctx;
   if (!pair->running && c->nchanges == 0 && !done) {
-    ts_mirror_pair_start(pair, c->changes, c->epoch);
+    ts_mirror_pair_start(pair, c->changes, c->epoch, ts_delta_bytes(c->d) + 32 * c->cap_changes);
   } else {
     ts_mirror_pair_publish(pair, c->nchanges, done, c->next_rowid);
   }

@@ -579,6 +579,7 @@ struct ts_mirror_pair {
   ts_durability dur;
   const ts_change *changes;
   uint64_t epoch;
+  size_t grow_hint;          /* for the backup's map, should it fill up */
   pthread_t thread;
   int running;
   pthread_mutex_t mu;
@@ -593,7 +594,8 @@ struct ts_mirror_pair {
 void ts_mirror_pair_init(ts_mirror_pair *p, ts_env *backup, ts_durability dur);
 void ts_mirror_pair_free(ts_mirror_pair *p);
 /* Start it when the primary begins resolving: ch fills up behind n. */
-int ts_mirror_pair_start(ts_mirror_pair *p, const ts_change *ch, uint64_t epoch);
+void ts_mirror_pair_start(ts_mirror_pair *p, const ts_change *ch, uint64_t epoch,
+                          size_t grow_hint);
 /* n changes are resolved; ended: all of them (next_rowid set). */
 void ts_mirror_pair_publish(ts_mirror_pair *p, size_t n, int ended,
                             uint64_t next_rowid);

@@ -344,17 +344,11 @@ static int delta_sortkey_cmp(const void *a, const void *b) {
   return delta_cmp(x->n->e.key, x->n->e.nkey, y->n->e.key, y->n->e.nkey);
 }
 
-/* Sort sk[0..n) by word w[i] and, among equal words, by the following
-** words and then the whole keys.  A least-significant-byte-first radix
-** sort over the word's 8 bytes (bytes that every key shares are skipped:
-** a namespace prefix costs nothing), through tmp (n elements). */
-static void delta_sort_words(delta_sortkey *sk, delta_sortkey *tmp, size_t n, int i) {
+/* Order sk[0..n) by word w[i] alone: a least-significant-byte-first radix
+** sort over its 8 bytes through tmp (n elements), skipping the bytes that
+** every key shares (a namespace prefix costs nothing). */
+static void delta_radix_word(delta_sortkey *sk, delta_sortkey *tmp, size_t n, int i) {
   size_t count[8][256];
-  size_t run;
-  if (n < 32) {
-    qsort(sk, n, sizeof(*sk), delta_sortkey_cmp);
-    return;
-  }
   memset(count, 0, sizeof(count));
   for (size_t j = 0; j < n; j++) {
     for (int b = 0; b < 8; b++) count[b][(sk[j].w[i] >> (8 * b)) & 0xff]++;
@@ -370,6 +364,17 @@ static void delta_sort_words(delta_sortkey *sk, delta_sortkey *tmp, size_t n, in
     for (size_t j = 0; j < n; j++) tmp[count[b][(sk[j].w[i] >> shift) & 0xff]++] = sk[j];
     memcpy(sk, tmp, n * sizeof(*sk));
   }
+}
+
+/* Sort sk[0..n) by word w[i] and, among equal words, by the following
+** words and then the whole keys (tmp: scratch for n elements). */
+static void delta_sort_words(delta_sortkey *sk, delta_sortkey *tmp, size_t n, int i) {
+  size_t run;
+  if (n < 32) {
+    qsort(sk, n, sizeof(*sk), delta_sortkey_cmp);
+    return;
+  }
+  delta_radix_word(sk, tmp, n, i);
   for (size_t j = 0; j < n; j += run) {
     for (run = 1; j + run < n && sk[j + run].w[i] == sk[j].w[i]; run++) {
     }

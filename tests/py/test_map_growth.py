@@ -167,3 +167,28 @@ def test_growth_by_another_process(tmp_path, connect):
         print(json.dumps(con.execute("SELECT count(*) FROM kv").fetchone()))
     ''', args=[tmp_path / "b.db"]).stdout
     assert json.loads(out) == [51]
+
+
+def test_growth_with_backup_in_one_commit(tmp_path, connect):
+    """Both environments start from a 1 MiB map and fill up in the middle of
+    one commit: the primary's write grows and starts again while the
+    backup's thread is applying the changes it was handed, and the backup's
+    own write grows too.  The backup ends equal to the primary."""
+    table = ("CREATE VIRTUAL TABLE IF NOT EXISTS kv USING tierstore(primary='data/p', backup='data/b', "
+             "map_size='1MiB')")
+    con = connect(tmp_path / "pb.db", table=table)
+    for rnd in range(2):
+        con.execute("BEGIN")
+        for i in range(6000):
+            con.execute("INSERT INTO kv VALUES ('ns', ?, ?, ?)", ("r%d" % rnd, "k%05d" % i, blob(i, 2000)))
+        con.execute("COMMIT")
+        con.execute("INSERT INTO kv(kv) VALUES ('verify')")   # fails on any difference
+    got = con.execute("SELECT count(*), sum(length(value)) FROM kv").fetchone()
+    assert got == (12000, 12000 * 2000)
+    (v,), = con.execute("SELECT value FROM kv WHERE primary_namespace='ns' AND secondary_namespace='r1' "
+                        "AND key='k04321'")
+    assert v == blob(4321, 2000)
+    con.close()
+    for env in ("p", "b"):
+        info = raw_info(tmp_path / "data" / env)
+        assert info["map_size"] > 20 * MiB, (env, info)

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Build tierstore and run the whole suite: C unit tests, SQL tests in the
-# sqlite3 shell, Python integration tests; then the same suite again under
-# AddressSanitizer + UndefinedBehaviorSanitizer.  Ends with one line
-# "N passed, N failed".
+# sqlite3 shell, Python integration tests; check that the benchmark's
+# release build compiles; then the same suite again under AddressSanitizer
+# + UndefinedBehaviorSanitizer.  Ends with one line "N passed, N failed".
 #   TIERSTORE_NO_SANITIZE=1 tests/run_all.sh   skips the sanitizer pass.
 set -u
 cd "$(dirname "$0")/.."
@@ -34,6 +34,17 @@ PY
 
 run_suite build || status=1
 read -r p1 f1 < <(count build)
+# The benchmark's release build (bash bench/run.sh) compiles too: -O3 warns
+# about things -O2 does not, and -Werror makes them errors.  Counted as one
+# test; the benchmark itself is not run here.
+if { [ -f build-release/build.ninja ] || meson setup build-release --buildtype=release >build-release.setup.log 2>&1; } &&
+   meson compile -C build-release >build-release/compile.log 2>&1; then
+  p1=$((p1 + 1))
+else
+  cat build-release.setup.log build-release/compile.log 2>/dev/null | tail -40
+  echo "release build (bench/run.sh) FAILED"
+  f1=$((f1 + 1))
+fi
 p2=0; f2=0
 if [ -z "${TIERSTORE_NO_SANITIZE:-}" ]; then
   run_suite build-sanitize -Db_sanitize=address,undefined -Db_lundef=false || status=1

@@ -19,6 +19,10 @@
 **   - a listing of one kind (one SELECT), which must show every group of
 **     each tier whole or absent (one marker, one epoch), and per key an
 **     epoch never below the one this thread saw before;
+**   - as its second operation and now and then, a bulk transaction: 600
+**     rows into ('bulk', tT, kN), more than the batches (256) in which a
+**     commit hands its changes to the backup's thread, so that hand-over
+**     runs while other threads commit and read;
 **   - now and then 'verify' (in one process the backup is level with the
 **     primary whenever no commit holds the commit lock).
 ** Whether one statement sees a transaction that spans both tiers whole is
@@ -46,7 +50,7 @@ static char root[64];
 static int ops_per_thread = 300;
 static pthread_mutex_t report_mu = PTHREAD_MUTEX_INITIALIZER;
 static int failures = 0;
-static long total_writes = 0, total_reads = 0, total_verifies = 0;
+static long total_writes = 0, total_bulks = 0, total_reads = 0, total_verifies = 0;
 
 static void fail(int t, const char *what, const char *detail) {
   pthread_mutex_lock(&report_mu);
@@ -122,6 +126,30 @@ static void write_txn(sqlite3 *db, int t, unsigned *seed, int n) {
   if (exec(db, t, "COMMIT") != SQLITE_OK) exec(db, t, "ROLLBACK");
 }
 
+/* One transaction of BULK_ROWS rows in this thread's own namespace. */
+#define BULK_ROWS 600
+static void bulk_txn(sqlite3 *db, int t, int n) {
+  sqlite3_stmt *st = NULL;
+  int ok = exec(db, t, "BEGIN") == SQLITE_OK &&
+           sqlite3_prepare_v2(db, "REPLACE INTO kv VALUES ('bulk', ?1, ?2, ?3)", -1, &st, NULL) == SQLITE_OK;
+  char sns[16], key[16], val[32];
+  snprintf(sns, sizeof(sns), "t%d", t);
+  for (int i = 0; ok && i < BULK_ROWS; i++) {
+    snprintf(key, sizeof(key), "k%04d", (i * 263) % BULK_ROWS);
+    snprintf(val, sizeof(val), "n%d-%d", n, i);
+    sqlite3_bind_text(st, 1, sns, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, key, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, val, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+      fail(t, "bulk insert", sqlite3_errmsg(db));
+      ok = 0;
+    }
+    sqlite3_reset(st);
+  }
+  sqlite3_finalize(st);
+  if (!ok || exec(db, t, "COMMIT") != SQLITE_OK) exec(db, t, "ROLLBACK");
+}
+
 static void read_check(sqlite3 *db, int t, unsigned *seed, sqlite3_int64 seen[KINDS][GROUPS][NKEYS]) {
   int kind = rand_r(seed) % KINDS;
   sqlite3_stmt *st = NULL;
@@ -182,17 +210,20 @@ static void *worker(void *arg) {
   int t = (int)(long)arg;
   unsigned seed = 1234u + (unsigned)t * 7919u;
   sqlite3_int64 seen[KINDS][GROUPS][NKEYS];
-  long writes = 0, reads = 0, verifies = 0;
+  long writes = 0, bulks = 0, reads = 0, verifies = 0;
   sqlite3 *db = open_table(t, t == 0 ? "durable" : "written");
   memset(seen, 0, sizeof(seen));
   for (int n = 0; n < ops_per_thread; n++) {
-    int r = rand_r(&seed) % 100;
+    int r = n == 1 ? 95 : rand_r(&seed) % 100;   /* every thread: one bulk early on */
     if (r < 45) {
       write_txn(db, t, &seed, n);
       writes++;
-    } else if (r < 97) {
+    } else if (r < 95) {
       read_check(db, t, &seed, seen);
       reads++;
+    } else if (r < 97) {
+      bulk_txn(db, t, n);
+      bulks++;
     } else {
       exec(db, t, "INSERT INTO kv(kv) VALUES ('verify')");
       verifies++;
@@ -201,6 +232,7 @@ static void *worker(void *arg) {
   sqlite3_close(db);
   pthread_mutex_lock(&report_mu);
   total_writes += writes;
+  total_bulks += bulks;
   total_reads += reads;
   total_verifies += verifies;
   pthread_mutex_unlock(&report_mu);
@@ -235,8 +267,8 @@ int main(int argc, char **argv) {
   exec(db, -1, "INSERT INTO kv(kv) VALUES ('verify')");
   sqlite3_close(db);
   nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-  printf("threads: %d threads x %d operations: %ld write transactions, %ld listings, %ld verifies, "
-         "%d failures\n",
-         nthreads, ops_per_thread, total_writes, total_reads, total_verifies, failures);
+  printf("threads: %d threads x %d operations: %ld write transactions, %ld bulk transactions, "
+         "%ld listings, %ld verifies, %d failures\n",
+         nthreads, ops_per_thread, total_writes, total_bulks, total_reads, total_verifies, failures);
   return failures ? 1 : 0;
 }

@@ -416,18 +416,24 @@ static void delta_sort_pending(ts_delta_order *o) {
   free(sk);
 }
 
+/* The last linked node before key k (with le: at or before it), or the
+** head; upd (when not NULL) gets that node at each level in use. */
+static ts_delta_node *delta_descend(const ts_delta_order *o, const unsigned char *k,
+                                    size_t nk, int le, ts_delta_node **upd) {
+  ts_delta_node *x = o->head;
+  ts_delta_node *y;
+  for (int i = o->level - 1; i >= 0; i--) {
+    while ((y = x->next[i]) != NULL && delta_cmp(y->e.key, y->e.nkey, k, nk) < le) x = y;
+    if (upd != NULL) upd[i] = x;
+  }
+  return x;
+}
+
 /* Link n at its place in the order: one search from the head. */
 static void delta_link_one(ts_delta_order *o, ts_delta_node *n) {
   ts_delta_node *upd[TS_DELTA_MAX_LEVEL];
-  ts_delta_node *x = o->head;
-  ts_delta_node *y;
   int i;
-  for (i = o->level - 1; i >= 0; i--) {
-    while ((y = x->next[i]) != NULL && delta_cmp(y->e.key, y->e.nkey, n->e.key, n->e.nkey) < 0) {
-      x = y;
-    }
-    upd[i] = x;
-  }
+  delta_descend(o, n->e.key, n->e.nkey, 0, upd);
   for (i = o->level; i < n->level; i++) upd[i] = o->head;
   if (n->level > o->level) o->level = n->level;
   for (i = 0; i < n->level; i++) {
@@ -833,20 +839,13 @@ void ts_delta_rollback_to(ts_delta *d, int level) {
 const ts_delta_entry *ts_delta_seek(const ts_delta *d, const unsigned char *k,
                                     size_t nk, int desc) {
   const ts_delta_order *o = d->order;
-  const ts_delta_node *x = o->head;
-  const ts_delta_node *n;
-  int i;
+  const ts_delta_node *x, *n;
   delta_settle(d);
   if (k == NULL) {
     n = desc ? o->tail : o->head->next[0];
     return n ? &n->e : NULL;
   }
-  for (i = o->level - 1; i >= 0; i--) {
-    while ((n = x->next[i]) != NULL &&
-           delta_cmp(n->e.key, n->e.nkey, k, nk) < (desc ? 1 : 0)) {
-      x = n;
-    }
-  }
+  x = delta_descend(o, k, nk, desc != 0, NULL);
   if (desc) return x == o->head ? NULL : &x->e;
   n = x->next[0];
   return n ? &n->e : NULL;

@@ -37,10 +37,12 @@ struct ts_mirror {
   int filled;                /* out: the backup was rebuilt by a copy */
 };
 
-/* Raise the backup's next creation number to at least next. */
-static int ts_mirror_next_rowid(ts_wtxn *w, uint64_t next) {
+/* Record that the backup now holds the primary's epoch, and raise its
+** next creation number to at least next. */
+static int ts_mirror_holds(ts_wtxn *w, uint64_t epoch, uint64_t next) {
   uint64_t cur;
-  int rc = ts_wtxn_meta_get(w, "next_rowid", &cur);
+  int rc = ts_wtxn_meta_put(w, "last_epoch", epoch);
+  if (!rc) rc = ts_wtxn_meta_get(w, "next_rowid", &cur);
   if (!rc && cur < next) rc = ts_wtxn_meta_put(w, "next_rowid", next);
   return rc;
 }
@@ -100,8 +102,7 @@ static int ts_mirror_replay(ts_mirror *m, ts_wtxn *w, ts_snap *ps, uint64_t b) {
     if (!rc) rc = ts_lcur_step(&rc_cur, 0, m->err) ? EIO : 0;
   }
   ts_lcur_close(&rc_cur);
-  if (!rc) rc = ts_wtxn_meta_put(w, "last_epoch", p);
-  if (!rc) rc = ts_mirror_next_rowid(w, next);
+  if (!rc) rc = ts_mirror_holds(w, p, next);
   return rc;
 }
 
@@ -116,8 +117,7 @@ static int ts_mirror_body(void *ctx, ts_wtxn *w) {
   if (rc) return rc;
   if (m->epoch && b + 1 == m->epoch) {
     for (size_t i = 0; i < m->nchanges && !rc; i++) rc = ts_wtxn_change(w, &m->changes[i]);
-    if (!rc) rc = ts_wtxn_meta_put(w, "last_epoch", m->epoch);
-    if (!rc) rc = ts_mirror_next_rowid(w, m->next_rowid);
+    if (!rc) rc = ts_mirror_holds(w, m->epoch, m->next_rowid);
     return rc;
   }
   /* behind: replay; level with or past this commit: someone caught it up,
@@ -203,8 +203,7 @@ static int ts_pair_body(void *ctx, ts_wtxn *w) {
       rc = ts_wtxn_change(w, &p->changes[done]);
     }
   }
-  if (!rc) rc = ts_wtxn_meta_put(w, "last_epoch", p->epoch);
-  if (!rc) rc = ts_mirror_next_rowid(w, p->next_rowid);
+  if (!rc) rc = ts_mirror_holds(w, p->epoch, p->next_rowid);
   return rc;
 }
 

@@ -815,11 +815,11 @@ static int ts_vtab_update(sqlite3_vtab *p, int argc, sqlite3_value **argv,
   if (sqlite3_value_type(argv[0]) == SQLITE_NULL) return ts_row_put(vt, newkey, nnew, &val, 0, rowid);
   if (!found) return SQLITE_OK;   /* the row went away meanwhile */
   if (nold == nnew && !memcmp(oldkey, newkey, nnew)) {
-    /* same key: the value changes in place, the creation number stays */
-    ts_row_info info;
-    rc = ts_store_lookup(vt->store, vt->delta, oldkey, nold, &info, &err);
-    if (rc) return ts_vtab_fail(vt, &err);
-    return ts_delta_put(vt->delta, newkey, nnew, &val, info.rowid, info.fresh) ? SQLITE_NOMEM : SQLITE_OK;
+    /* same key: the value changes in place, the creation number stays (the
+    ** row's as the statement read it; a provisional one is this
+    ** transaction's creation) */
+    uint64_t r = (uint64_t)sqlite3_value_int64(argv[0]);
+    return ts_delta_put(vt->delta, newkey, nnew, &val, r, r >= TS_ROWID_PROVISIONAL) ? SQLITE_NOMEM : SQLITE_OK;
   }
   /* a new name: the row moves to a new key with a new creation number */
   rc = ts_row_put(vt, newkey, nnew, &val, 1, rowid);

@@ -37,6 +37,8 @@ struct ts_store {
   ts_cursor *idle;             /* freed cursors kept for reuse (a list): their
                                ** read transactions serve lookups too */
   int nidle;
+  ts_cursor *live;             /* open cursors, newest first: the views the
+                               ** rowids of a DELETE or UPDATE came from */
 };
 
 static void ts_cursor_pool_drain(ts_store *st);
@@ -173,43 +175,6 @@ int ts_store_lookup(ts_store *st, const ts_delta *d, const unsigned char *key,
   ts_store_reader_done(reader);
   if (rc == TS_OK) info->rowid = rec.rowid;
   return rc;
-}
-
-/* Encoded key of a visible rowid (provisional ones live in the delta). */
-int ts_store_key_by_rowid(ts_store *st, const ts_delta *d, uint64_t rowid,
-                          unsigned char *buf, size_t *n, ts_err *err) {
-  const ts_delta_entry *e;
-  ts_cursor *reader;
-  ts_snap *snap;
-  int rc;
-  if (rowid >= TS_ROWID_PROVISIONAL) {
-    e = ts_delta_by_rowid(d, rowid);
-    if (!e) return TS_NOTFOUND;
-    memcpy(buf, e->key, e->nkey);
-    *n = e->nkey;
-    return TS_OK;
-  }
-  reader = ts_store_reader(st, &snap, err);
-  if (!reader) return err->code;
-  ts_env_read_lock(st->primary);
-  rc = ts_snap_key_by_rowid(snap, rowid, buf, n, err);
-  ts_env_read_unlock(st->primary);
-  ts_store_reader_done(reader);
-  if (rc == TS_OK && ts_store_route(st, buf, *n) == TS_TIER_EPHEMERAL) rc = TS_NOTFOUND;
-  if (rc == TS_NOTFOUND && st->mem) {
-    ts_mem_snap *ms = ts_mem_snapshot(st->mem);
-    const ts_mem_row *r = ts_mem_snap_by_rowid(ms, rowid);
-    if (r && ts_store_route(st, r->key, r->nkey) == TS_TIER_EPHEMERAL) {
-      memcpy(buf, r->key, r->nkey);
-      *n = r->nkey;
-      rc = TS_OK;
-    }
-    ts_mem_snap_release(st->mem, ms);
-  }
-  if (rc) return rc;
-  e = ts_delta_get(d, buf, *n);
-  if (e && (e->op == TS_OP_DEL || e->fresh)) return TS_NOTFOUND;
-  return TS_OK;
 }
 
 /* The creation number of an ephemeral put, resolved against the tier as
@@ -411,6 +376,7 @@ struct ts_extra {
 struct ts_cursor {
   ts_store *st;
   ts_cursor *next_idle;        /* the store's list of idle cursors */
+  ts_cursor *next_live, *prev_live;  /* the store's list of open cursors */
   ts_delta *d;                 /* a reference of the cursor's own */
   ts_snap snap;                /* kept (reset) while idle, renewed on use */
   int snap_live;
@@ -464,6 +430,10 @@ int ts_cursor_new(ts_store *st, ts_delta *d, ts_cursor **out, ts_err *err) {
   c->d = d;
   ts_delta_retain(d);
   c->eof = 1;
+  c->prev_live = NULL;
+  c->next_live = st->live;
+  if (st->live) st->live->prev_live = c;
+  st->live = c;
   *out = c;
   return TS_OK;
 }
@@ -502,6 +472,9 @@ static void ts_cursor_keep(ts_cursor *c) {
 /* End the cursor's view (its snapshots and delta) and keep it. */
 void ts_cursor_free(ts_cursor *c) {
   if (!c) return;
+  if (c->prev_live) c->prev_live->next_live = c->next_live;
+  else c->st->live = c->next_live;
+  if (c->next_live) c->next_live->prev_live = c->prev_live;
   ts_snap_end(&c->snap);
   c->snap_live = 0;
   if (c->msnap) ts_mem_snap_release(c->st->mem, c->msnap);
@@ -532,6 +505,68 @@ static ts_cursor *ts_store_reader(ts_store *st, ts_snap **snap, ts_err *err) {
 static void ts_store_reader_done(ts_cursor *c) {
   ts_snap_end(&c->snap);
   ts_cursor_keep(c);
+}
+
+/* Encoded key of committed rowid in one view: an LMDB snapshot and the
+** ephemeral snapshot of the same state (NULL: none).  TS_NOTFOUND when
+** the view has no such row. */
+static int ts_view_key_by_rowid(ts_store *st, ts_snap *snap, const ts_mem_snap *ms,
+                                uint64_t rowid, unsigned char *buf, size_t *n,
+                                ts_err *err) {
+  int rc;
+  ts_env_read_lock(st->primary);
+  rc = ts_snap_key_by_rowid(snap, rowid, buf, n, err);
+  ts_env_read_unlock(st->primary);
+  if (rc == TS_OK && ts_store_route(st, buf, *n) == TS_TIER_EPHEMERAL) rc = TS_NOTFOUND;
+  if (rc == TS_NOTFOUND && ms) {
+    const ts_mem_row *r = ts_mem_snap_by_rowid(ms, rowid);
+    if (r && ts_store_route(st, r->key, r->nkey) == TS_TIER_EPHEMERAL) {
+      memcpy(buf, r->key, r->nkey);
+      *n = r->nkey;
+      rc = TS_OK;
+    }
+  }
+  return rc;
+}
+
+/* Encoded key of committed rowid in the newest committed state. */
+static int ts_newest_key_by_rowid(ts_store *st, uint64_t rowid, unsigned char *buf,
+                                  size_t *n, ts_err *err) {
+  ts_snap *snap;
+  ts_mem_snap *ms = st->mem ? ts_mem_snapshot(st->mem) : NULL;
+  ts_cursor *reader = ts_store_reader(st, &snap, err);
+  int rc = reader ? ts_view_key_by_rowid(st, snap, ms, rowid, buf, n, err) : err->code;
+  if (reader) ts_store_reader_done(reader);
+  if (ms) ts_mem_snap_release(st->mem, ms);
+  return rc;
+}
+
+/* Encoded key of a visible rowid (provisional ones live in the delta).  A
+** committed rowid is looked up in the views of the open cursors first,
+** newest first: a DELETE or UPDATE hands over the rowids its scan read,
+** and resolving them all in that scan's snapshot keeps the statement on
+** one state (the newest state may have lost some of its rows and kept
+** others, and the statement would touch only those).  A rowid no open
+** view holds is looked up in the newest state. */
+int ts_store_key_by_rowid(ts_store *st, const ts_delta *d, uint64_t rowid,
+                          unsigned char *buf, size_t *n, ts_err *err) {
+  const ts_delta_entry *e;
+  int rc = TS_NOTFOUND;
+  if (rowid >= TS_ROWID_PROVISIONAL) {
+    e = ts_delta_by_rowid(d, rowid);
+    if (!e) return TS_NOTFOUND;
+    memcpy(buf, e->key, e->nkey);
+    *n = e->nkey;
+    return TS_OK;
+  }
+  for (ts_cursor *c = st->live; c && rc == TS_NOTFOUND; c = c->next_live) {
+    if (c->snap_live) rc = ts_view_key_by_rowid(st, &c->snap, c->msnap, rowid, buf, n, err);
+  }
+  if (rc == TS_NOTFOUND) rc = ts_newest_key_by_rowid(st, rowid, buf, n, err);
+  if (rc) return rc;
+  e = ts_delta_get(d, buf, *n);
+  if (e && (e->op == TS_OP_DEL || e->fresh)) return TS_NOTFOUND;
+  return TS_OK;
 }
 
 int ts_cursor_eof(const ts_cursor *c) { return c->eof; }

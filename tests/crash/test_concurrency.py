@@ -70,11 +70,16 @@ class RawWatcher(threading.Thread):
         def env(path):
             if path not in envs:
                 e = lmdb.open(path, max_dbs=8, readonly=True, lock=True, create=False)
-                envs[path] = (e, e.open_db(b"meta", create=False), e.open_db(b"data", create=False))
+                try:
+                    envs[path] = (e, e.open_db(b"meta", create=False), e.open_db(b"data", create=False))
+                except lmdb.MapResizedError:
+                    e.close()       # opening the tables met a grown map: open again
+                    raise
             return envs[path]
 
         def reopen(path):
-            envs.pop(path)[0].close()
+            if path in envs:
+                envs.pop(path)[0].close()
 
         last = 0
         try:

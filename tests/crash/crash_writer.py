@@ -3,7 +3,9 @@ loop until it is killed.
 
     crash_writer.py DB TABLE_SQL WRITER_ID SEED POOL FAULT_AT
 
-Each transaction c rewrites or deletes 2..6 keys of the shared pool
+Each transaction c rewrites or deletes 2..6 keys of the shared pool (one
+in eight rewrites or deletes BULK keys: a commit large enough that the
+backup's write runs in its own thread beside the primary's, see store.c)
 ('pool', '', 'kNNN') and inserts its own log key ('log', WRITER_ID,
 'cNNNNNN') whose value is the transaction's marker WRITER_ID.c.  Every
 written pool value is value_for(marker, key, size) (crashlib), so the value
@@ -33,6 +35,8 @@ import sys
 
 from crashlib import connect, value_for, write_line
 
+BULK = 70          # keys of a large transaction (store.c: TS_PAIR_MIN_CHANGES is 64)
+
 
 def main():
     db, table, wid, seed, pool, fault_at = sys.argv[1:7]
@@ -51,7 +55,7 @@ def main():
     write_line("O")
     c = 0
     while True:
-        keys = rng.sample(range(pool), rng.randint(2, 6))
+        keys = rng.sample(range(pool), BULK if rng.random() < 0.125 else rng.randint(2, 6))
         ops = []
         for k in keys:
             size = -1 if rng.random() < 0.15 else rng.choice((8, 40, 200, 1000, 3000))

@@ -3,7 +3,8 @@ moments, hundreds of times, and everything they were told is checked.
 
 Each round starts one or two writer processes (crash_writer.py) on the same
 primary + backup store.  They commit transactions in a loop (2..6 keys of a
-shared pool rewritten or deleted, plus one log key per transaction) and
+shared pool rewritten or deleted, or 70 of them in one transaction in
+eight, plus one log key per transaction) and
 report each transaction before its COMMIT ("intent") and after COMMIT
 returned ("acknowledged", with its epoch).  Each writer dies in one of these
 ways, chosen at random:
@@ -63,7 +64,7 @@ from crashlib import (PYTHON, Raw, child_env, env_number, sanitized, table_sql, 
 
 WRITER = os.path.join(HERE, "crash_writer.py")
 CHECKER = os.path.join(HERE, "crash_checker.py")
-POOL = 40                     # shared pool keys
+POOL = 120                    # shared pool keys
 STRATEGIES = ["time", "commit", "startup", "fault"]
 WEIGHTS = [35, 35, 10, 20]
 PROGRESS_TIMEOUT = 60         # a writer that makes no progress for this long is hung

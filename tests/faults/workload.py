@@ -35,9 +35,17 @@ def base_ops():
     return [first, second]
 
 
-def txn_ops(tag="T"):
+def txn_ops(tag="T", small=False):
+    """The transaction the faults hit: 86 changes, so that the backup's
+    write runs in its own thread beside the primary's (store.c: from
+    TS_PAIR_MIN_CHANGES = 64 on); with small, 5 changes, written to the
+    backup after the primary in the committing thread."""
+    if small:
+        ops = [("put", key("k%03d" % i), val(tag, i)) for i in (0, 42, 84)]
+        ops += [("put", key("%s-new" % tag), val(tag + "new", 0)), ("del", key("k001"))]
+        return ops
     ops = [("put", key("k%03d" % i), val(tag, i)) for i in range(0, BASE_KEYS, 6)]
-    ops += [("put", key("%s-new%02d" % (tag, i)), val(tag + "new", i)) for i in range(10)]
+    ops += [("put", key("%s-new%02d" % (tag, i)), val(tag + "new", i)) for i in range(60)]
     ops += [("del", key("k%03d" % i)) for i in (1, 31, 61, 91, 119)]
     ops += [("put", key("%s-big" % tag), val(tag + "big", 0, 300000))]
     return ops

@@ -12,13 +12,18 @@ Write transactions (each writes all NKEYS keys of one group with one marker
 in NKEYS statements, or deletes the group with one statement):
   grp   ('grp', 'gG', 'kJ')                durable, shared by all processes;
         also inserts a log key ('log', 'pPtT', 'nNNNNNN') whose epoch, read
-        back after COMMIT, is reported
+        back after COMMIT, is reported.  Two variants: 'upd' sets the
+        group's value with one UPDATE (all its keys, or none when the
+        statement's snapshot has no such group); 'sp' writes the group,
+        then inside a SAVEPOINT writes half of another group and deletes a
+        third, and rolls the savepoint back before COMMIT
   eph   ('eph', 'gG', 'kJ')                ephemeral (this process's tier)
   mix   ('mix', 'd', 'pPgGkJ') and ('mix', 'e', 'pPgGkJ')
         one transaction over both tiers: half durable, half ephemeral
 Reads (one SELECT each) and their invariants:
   - a listing of 'grp', 'eph' or this process's 'mix' keys shows every
-    group whole or absent: all its keys, one marker, one epoch;
+    group whole or absent: all its keys, one marker, one epoch; no value
+    written inside a savepoint that was rolled back;
   - a point read of one key, and every key of a listing: per key, the epoch
     never goes below what this thread saw before.
 
@@ -67,12 +72,33 @@ def main():
             deadline = time.monotonic() + seconds
             while time.monotonic() < deadline:
                 if rng.random() < 0.45:
-                    kind = rng.choice(("grp", "grp", "eph", "mix"))
+                    kind = rng.choice(("grp", "grp", "eph", "mix", "upd", "sp"))
                     g = rng.randrange(GROUPS)
                     marker = "%s-n%d" % (me, n)
-                    delete = rng.random() < 0.1
+                    delete = rng.random() < 0.1 and kind not in ("upd", "sp")
                     con.execute("BEGIN")
-                    if delete:
+                    if kind == "upd":
+                        # one statement, one snapshot: every key of the group or none
+                        cur = con.execute("UPDATE kv SET value=? WHERE primary_namespace='grp' AND "
+                                          "secondary_namespace=?", (marker, "g%d" % g))
+                        if cur.rowcount not in (0, NKEYS):
+                            violation("partial transaction", "an UPDATE of group grp %d changed %d keys"
+                                      % (g, cur.rowcount))
+                        op = "put" if cur.rowcount else "nop"
+                    elif kind == "sp":
+                        op = "put"
+                        for j in range(NKEYS):
+                            con.execute("REPLACE INTO kv VALUES ('grp', ?, ?, ?)", ("g%d" % g, "k%d" % j, marker))
+                        con.execute("SAVEPOINT sp")
+                        other, third = (g + 1) % GROUPS, (g + 2) % GROUPS
+                        for j in range(NKEYS // 2):
+                            con.execute("REPLACE INTO kv VALUES ('grp', ?, ?, ?)",
+                                        ("g%d" % other, "k%d" % j, marker + "-undone"))
+                        con.execute("DELETE FROM kv WHERE primary_namespace='grp' AND secondary_namespace=?",
+                                    ("g%d" % third,))
+                        con.execute("ROLLBACK TO sp")
+                        con.execute("RELEASE sp")
+                    elif delete:
                         # one statement, so one snapshot: it deletes the
                         # whole group or nothing (statements of one
                         # transaction may see different snapshots)
@@ -94,10 +120,11 @@ def main():
                             else:
                                 name = (kind, "g%d" % g, "k%d" % j)
                             con.execute("REPLACE INTO kv VALUES (?, ?, ?, ?)", name + (marker,))
-                    if kind == "grp":
+                    durable = kind in ("grp", "upd", "sp")
+                    if durable:
                         con.execute("INSERT INTO kv VALUES ('log', ?, ?, ?)", (me, "n%06d" % n, marker))
                     con.execute("COMMIT")
-                    if kind == "grp":
+                    if durable:
                         e = con.execute("SELECT epoch FROM kv WHERE primary_namespace='log' AND "
                                         "secondary_namespace=? AND key=?", (me, "n%06d" % n)).fetchone()[0]
                         commits.append(["g%d" % g, marker, e, op])
@@ -160,6 +187,9 @@ def check(rows, what, seen, violation):
         seen[key] = epoch
     if what == "point":
         return
+    for r in rows:
+        if isinstance(r[3], str) and r[3].endswith("-undone"):
+            violation("undone write visible", "%s: %r" % (what, r))
     # every group whole or absent, one marker, one epoch
     groups = {}
     for r in rows:

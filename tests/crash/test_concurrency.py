@@ -4,9 +4,10 @@ store with ephemeral rules for a bounded time, with invariants checked all
 along (stress_worker.py describes the workload and the readers' checks):
 
   - a reader's single SELECT never sees part of a transaction: every group
-    of keys written by one transaction is whole or absent, with one marker
-    and one epoch; the same for transactions spanning the primary and the
-    ephemeral tier;
+    of keys written by one transaction (in several statements, or in one
+    UPDATE) is whole or absent, with one marker and one epoch; the same for
+    transactions spanning the primary and the ephemeral tier; nothing
+    written inside a savepoint that was rolled back;
   - per key, epochs never go backwards across a thread's successive reads;
   - meanwhile this process reads the primary and the backup with
     python3-lmdb: the primary's last_epoch never goes back, its groups are
@@ -186,6 +187,9 @@ def test_concurrent_processes_threads_and_connections(tmp_path, capsys):
     problems += ["primary: " + p for p in P.index_problems()] + ["backup: " + p for p in B.index_problems()]
     if any(k[0] in ("eph",) or (k[0] == "mix" and k[1] == "e") for k in P.rows):
         problems.append("ephemeral keys reached the primary")
+    undone = sorted(k for k, v in P.rows.items() if str(v[2]).endswith("-undone"))
+    if undone:
+        problems.append("writes rolled back to a savepoint reached the primary: %r" % undone[:5])
     commits = sorted((c for r in results for c in r["commits"]), key=lambda c: c[2])
     epochs = [c[2] for c in commits]
     if len(set(epochs)) != len(epochs):
@@ -226,4 +230,4 @@ def test_concurrent_processes_threads_and_connections(tmp_path, capsys):
     report += problems
     assert not report, "\n".join(report)
     assert writes > 0 and reads > 0 and watcher.reads > 0
-    assert all(kinds.get(k, 0) > 0 for k in ("grp", "eph", "mix"))
+    assert all(kinds.get(k, 0) > 0 for k in ("grp", "eph", "mix", "upd", "sp"))

@@ -88,6 +88,19 @@ struct ts_delta_undo {
   ts_value value;
 };
 
+/* A stored rowid that a PUT keeps (the key existed when the PUT was
+** written) and the PUT's node.  Kept rowids are not provisional, so the
+** by_rowid array cannot map them; this hash does, for rowid lookups within
+** the transaction (a later DELETE must find the row even if another
+** connection has deleted the stored key meanwhile).  Entries are never
+** removed before reset: one may be stale after a later write or an undo,
+** so a lookup checks the node's state. */
+typedef struct delta_kept delta_kept;
+struct delta_kept {
+  uint64_t rowid;               /* 0: a free slot */
+  ts_delta_node *node;
+};
+
 /* The key order: the linked list, and the nodes written since the last
 ** ordered read, waiting to be linked (delta_settle).  Kept apart from
 ** ts_delta so that an ordered read through a const delta may link them:
@@ -132,6 +145,9 @@ struct ts_delta {
   size_t nheld;                 /* slots whose node is a live fresh PUT of
                                 ** that rowid (all handed out: ranks are
                                 ** the slots themselves) */
+  delta_kept *kept;             /* hash of kept stored rowids, at most half
+                                ** full; nkept_slots a power of two or 0 */
+  size_t nkept_slots, nkept;
   ts_delta_undo *undo;          /* undo log, kept only while marks exist */
   size_t n_undo, cap_undo;
   ts_delta_mark *marks;         /* stack, levels strictly increasing */
@@ -518,6 +534,58 @@ static int delta_holds_slot(const ts_delta *d, const ts_delta_node *n) {
   return slot < d->n_by_rowid && d->by_rowid[slot] == n;
 }
 
+/* Slot where a probe for a kept rowid starts. */
+static size_t delta_kept_home(uint64_t rowid, size_t mask) {
+  return (size_t)((rowid * 0x9E3779B97F4A7C15ULL) >> 32) & mask;
+}
+
+/* Make room for one more kept rowid.  TS_NOMEM leaves the hash as it was. */
+static int delta_kept_reserve(ts_delta *d) {
+  delta_kept *old = d->kept, *t;
+  size_t nold = d->nkept_slots, n = nold ? 2 * nold : 64;
+  if (2 * (d->nkept + 1) <= nold) return TS_OK;
+  t = calloc(n, sizeof(*t));
+  if (t == NULL) return TS_NOMEM;
+  for (size_t i = 0; i < nold; i++) {
+    size_t j = delta_kept_home(old[i].rowid, n - 1);
+    if (old[i].rowid == 0) continue;
+    while (t[j].rowid != 0) j = (j + 1) & (n - 1);
+    t[j] = old[i];
+  }
+  free(old);
+  d->kept = t;
+  d->nkept_slots = n;
+  return TS_OK;
+}
+
+/* Record that node n's PUT keeps stored rowid (room reserved).  One entry
+** per rowid: a stored rowid belongs to one key, so to one node. */
+static void delta_kept_add(ts_delta *d, ts_delta_node *n, uint64_t rowid) {
+  size_t mask = d->nkept_slots - 1, i = delta_kept_home(rowid, mask);
+  for (; d->kept[i].rowid != 0; i = (i + 1) & mask) {
+    if (d->kept[i].rowid == rowid) {
+      d->kept[i].node = n;
+      return;
+    }
+  }
+  d->kept[i].rowid = rowid;
+  d->kept[i].node = n;
+  d->nkept++;
+}
+
+/* The live PUT that keeps stored rowid, or NULL. */
+static const ts_delta_node *delta_kept_find(const ts_delta *d, uint64_t rowid) {
+  size_t mask = d->nkept_slots - 1;
+  if (d->nkept_slots == 0 || rowid == 0) return NULL;
+  for (size_t i = delta_kept_home(rowid, mask); d->kept[i].rowid != 0; i = (i + 1) & mask) {
+    const ts_delta_node *n = d->kept[i].node;
+    if (d->kept[i].rowid == rowid) {
+      return n->e.op == TS_OP_PUT && !n->e.fresh && n->e.rowid == rowid ? n : NULL;
+    }
+  }
+  return NULL;
+}
+
 /* Make room for one more undo record when a mark exists, so the write that
 ** follows cannot fail halfway. */
 static int delta_undo_reserve(ts_delta *d) {
@@ -621,6 +689,7 @@ void ts_delta_free(ts_delta *d) {
   free(d->order);
   free(d->slots);
   free(d->by_rowid);
+  free(d->kept);
   free(d->undo);
   free(d->marks);
   free(d);
@@ -663,6 +732,14 @@ void ts_delta_reset(ts_delta *d) {
   } else if (d->n_by_rowid) {
     memset(d->by_rowid, 0, delta_slots_used(d) * sizeof(*d->by_rowid));
   }
+  if (d->nkept_slots > TS_DELTA_KEEP_SLOTS) {
+    free(d->kept);
+    d->kept = NULL;
+    d->nkept_slots = 0;
+  } else if (d->nkept) {
+    memset(d->kept, 0, d->nkept_slots * sizeof(*d->kept));
+  }
+  d->nkept = 0;
   d->next_rowid = 0;
   d->nheld = 0;
   d->n_undo = 0;
@@ -710,6 +787,7 @@ int ts_delta_put(ts_delta *d, const unsigned char *key, size_t nkey,
   again = fresh && n != NULL && n->e.op != TS_OP_NONE && n->e.again;
   slot = delta_rowid_slot(d, rowid);
   rc = delta_undo_reserve(d);
+  if (rc == TS_OK && !fresh && rowid != 0 && rowid < TS_ROWID_PROVISIONAL) rc = delta_kept_reserve(d);
   if (rc != TS_OK) return rc;
   if (fresh && slot != (size_t)-1) {
     ts_delta_node **a = ts_grow(d->by_rowid, &d->n_by_rowid, sizeof(*a),
@@ -735,6 +813,7 @@ int ts_delta_put(ts_delta *d, const unsigned char *key, size_t nkey,
     return TS_NOMEM;
   }
   delta_set(d, n, TS_OP_PUT, fresh, again, rowid, &val, 1);
+  if (!fresh && rowid != 0 && rowid < TS_ROWID_PROVISIONAL) delta_kept_add(d, n, rowid);
   return TS_OK;
 }
 
@@ -767,12 +846,17 @@ uint64_t ts_delta_new_rowid(ts_delta *d) {
   return TS_ROWID_PROVISIONAL + ++d->next_rowid;
 }
 
-/* The live fresh PUT holding provisional rowid, or NULL.  Only rowids this
-** delta handed out are indexed.  The index may point at an entry that was
-** deleted or undone since, so check it. */
+/* The live PUT with rowid: the fresh PUT holding a provisional rowid this
+** delta handed out, or a PUT that keeps a stored rowid; else NULL.  The
+** indexes may point at an entry that was deleted or undone since, so check
+** it. */
 const ts_delta_entry *ts_delta_by_rowid(const ts_delta *d, uint64_t rowid) {
   size_t slot = delta_rowid_slot(d, rowid);
   const ts_delta_node *n;
+  if (rowid < TS_ROWID_PROVISIONAL) {
+    n = delta_kept_find(d, rowid);
+    return n != NULL ? &n->e : NULL;
+  }
   if (slot >= d->n_by_rowid) return NULL;
   n = d->by_rowid[slot];
   if (n == NULL || n->e.op != TS_OP_PUT || !n->e.fresh || n->e.rowid != rowid) {

@@ -39,6 +39,11 @@ struct ts_store {
   int nidle;
   ts_cursor *live;             /* open cursors, newest first: the views the
                                ** rowids of a DELETE or UPDATE came from */
+  uint64_t closed_rowid;       /* the committed row the last cursor closed on
+                               ** (0: none) and its key: a rowid names one
+                               ** key for good, so this never goes stale */
+  unsigned char closed_key[TS_LMDB_KEY_MAX];
+  size_t nclosed_key;
 };
 
 static void ts_cursor_pool_drain(ts_store *st);
@@ -482,6 +487,11 @@ static void ts_cursor_keep(ts_cursor *c) {
 /* End the cursor's view (its snapshots and delta) and keep it. */
 void ts_cursor_free(ts_cursor *c) {
   if (!c) return;
+  if (!c->eof && c->src != TS_SRC_DELTA) {
+    c->st->closed_rowid = c->rowid;
+    memcpy(c->st->closed_key, c->key, c->nkey);
+    c->st->nclosed_key = c->nkey;
+  }
   if (c->prev_live) c->prev_live->next_live = c->next_live;
   else c->st->live = c->next_live;
   if (c->next_live) c->next_live->prev_live = c->prev_live;
@@ -551,19 +561,21 @@ static int ts_newest_key_by_rowid(ts_store *st, uint64_t rowid, unsigned char *b
   return rc;
 }
 
-/* Encoded key of a visible rowid (provisional ones live in the delta).  A
-** committed rowid is looked up in the views of the open cursors first,
-** newest first: a DELETE or UPDATE hands over the rowids its scan read,
-** and resolving them all in that scan's snapshot keeps the statement on
-** one state (the newest state may have lost some of its rows and kept
-** others, and the statement would touch only those).  A rowid no open
-** view holds is looked up in the newest state. */
+/* Encoded key of a visible rowid.  The delta knows the rowids of its own
+** PUTs (new keys' provisional ones, and the stored ones that replaced keys
+** keep, which must stay reachable even after another connection deleted
+** the stored key).  Any other rowid is looked up in the views of the open
+** cursors, newest first: a DELETE or UPDATE hands over the rowids its scan
+** read, and resolving them all in that scan's snapshot keeps the statement
+** on one state (the newest state may have lost some of its rows and kept
+** others, and the statement would touch only those).  A one-row plan
+** closes its cursor before handing the rowid over: the row the last cursor
+** closed on answers for it.  Else the newest state. */
 int ts_store_key_by_rowid(ts_store *st, const ts_delta *d, uint64_t rowid,
                           unsigned char *buf, size_t *n, ts_err *err) {
-  const ts_delta_entry *e;
+  const ts_delta_entry *e = ts_delta_by_rowid(d, rowid);
   int rc = TS_NOTFOUND;
-  if (rowid >= TS_ROWID_PROVISIONAL) {
-    e = ts_delta_by_rowid(d, rowid);
+  if (e || rowid >= TS_ROWID_PROVISIONAL) {
     if (!e) return TS_NOTFOUND;
     memcpy(buf, e->key, e->nkey);
     *n = e->nkey;
@@ -571,6 +583,12 @@ int ts_store_key_by_rowid(ts_store *st, const ts_delta *d, uint64_t rowid,
   }
   for (ts_cursor *c = st->live; c && rc == TS_NOTFOUND; c = c->next_live) {
     if (c->snap_live) rc = ts_view_key_by_rowid(st, &c->snap, c->msnap, rowid, buf, n, err);
+  }
+  if (rc == TS_NOTFOUND && rowid != 0 && rowid == st->closed_rowid) {
+    /* a one-row plan: SQLite closed the cursor before handing the rowid */
+    memcpy(buf, st->closed_key, st->nclosed_key);
+    *n = st->nclosed_key;
+    rc = TS_OK;
   }
   if (rc == TS_NOTFOUND) rc = ts_newest_key_by_rowid(st, rowid, buf, n, err);
   if (rc) return rc;

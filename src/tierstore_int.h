@@ -208,7 +208,8 @@ const ts_delta_entry *ts_delta_get(const ts_delta *d, const unsigned char *key,
                                    size_t nkey);
 /* Hand out the next provisional rowid (>= TS_ROWID_PROVISIONAL). */
 uint64_t ts_delta_new_rowid(ts_delta *d);
-/* The live fresh PUT entry holding provisional rowid, or NULL. */
+/* The live PUT entry with rowid: a fresh PUT holding a provisional rowid,
+** or a PUT that keeps a stored rowid; else NULL. */
 const ts_delta_entry *ts_delta_by_rowid(const ts_delta *d, uint64_t rowid);
 
 /* The creation order of a frozen delta's new keys: the rank of each live

@@ -36,11 +36,22 @@ same invariants at scale.
    and deleted them, leaving the recreated rows behind; an UPDATE skipped
    the recreated rows.  Fixed by resolving the rowids in the open cursors'
    views (store.c, ts_store_key_by_rowid).
+
+4. After that fix, a row this transaction had written over a stored key
+   (UPDATE, REPLACE) became unreachable by rowid once another connection
+   deleted or recreated the stored key: a later DELETE or UPDATE of the
+   same transaction skipped it (found in review).  The delta now answers
+   for the stored rowids its PUTs keep (delta.c, ts_delta_by_rowid).  And a
+   one-row plan (full key or rowid equality) has its cursor closed before
+   SQLite hands the rowid over: the row the last cursor closed on answers
+   for it, so a one-row UPDATE acts on the row it read, like a wider one.
 """
 import os
 import subprocess
 import sys
 import time
+
+import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -180,3 +191,57 @@ def test_update_sets_every_row_of_its_snapshot(tmp_path):
     rows = run_rewrite_meanwhile(tmp_path, "UPDATE kv SET value = 'new'")
     want = str([("k%d" % j, "new") for j in range(4)])
     assert rows == want, "the UPDATE set part of the group: " + rows
+
+
+SAME_TRANSACTION = """
+import json, sys
+from crashlib import connect
+table, mode = sys.argv[1], sys.argv[2]
+con, other = connect(":memory:", table), connect(":memory:", table)
+con.execute("INSERT INTO kv VALUES ('n', '', 'k', 'v0')")
+
+def meanwhile():
+    # another connection deletes the key (and creates it again: a new
+    # creation number) while this connection's statement runs
+    other.execute("DELETE FROM kv WHERE primary_namespace='n' AND key='k'")
+    if mode.endswith("recreated"):
+        other.execute("INSERT INTO kv VALUES ('n', '', 'k', 'other')")
+    return "mine"
+
+con.create_function("meanwhile", 0, meanwhile)
+if mode.startswith("one-row-update"):
+    con.execute("UPDATE kv SET value=meanwhile() WHERE primary_namespace='n' AND secondary_namespace='' AND key='k'")
+else:
+    con.execute("BEGIN")
+    if mode.startswith("update"):
+        con.execute("UPDATE kv SET value=meanwhile() WHERE primary_namespace='n'")
+    else:
+        con.execute("REPLACE INTO kv VALUES ('n', '', 'k', 'mine')")
+        meanwhile()
+    con.execute("DELETE FROM kv WHERE primary_namespace='n'")
+    con.execute("COMMIT")
+print(json.dumps(other.execute("SELECT key, value FROM kv WHERE primary_namespace='n'").fetchall()))
+"""
+
+
+def run_same_transaction(tmp_path, mode):
+    table = table_sql(primary=str(tmp_path / "p"), backup=str(tmp_path / "b"))
+    p = subprocess.run([PYTHON, "-c", SAME_TRANSACTION, table, mode], env=child_env(), cwd=HERE,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and not p.stderr, p.stderr
+    return p.stdout.strip()
+
+
+@pytest.mark.parametrize("mode", ["update-deleted", "update-recreated", "replace-deleted", "replace-recreated"])
+def test_later_delete_reaches_a_row_written_over_a_key_gone_meanwhile(tmp_path, mode):
+    # the transaction wrote k over the stored key, another connection then
+    # deleted (or recreated) it, and the transaction's own DELETE of the
+    # namespace must still remove k: nothing is left after its commit
+    rows = run_same_transaction(tmp_path, mode)
+    assert rows == "[]", "%s: the DELETE skipped the row this transaction wrote: %s" % (mode, rows)
+
+
+@pytest.mark.parametrize("mode", ["one-row-update-deleted", "one-row-update-recreated"])
+def test_one_row_update_acts_on_the_row_it_read(tmp_path, mode):
+    rows = run_same_transaction(tmp_path, mode)
+    assert rows == '[["k", "mine"]]', "%s: %s" % (mode, rows)

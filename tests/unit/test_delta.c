@@ -447,6 +447,48 @@ static void test_fresh_sticky(void) {
 
 /* Provisional rowids count up from TS_ROWID_PROVISIONAL + 1 and find their
 ** live fresh PUT, and nothing once it is deleted or undone. */
+/* A PUT that keeps a stored rowid answers for it within the transaction
+** (a later DELETE by rowid must find the row even when the stored key is
+** gone), until a later write, an undo or the reset takes that back. */
+static void test_kept_rowids(void) {
+  ts_delta *d = ts_delta_new();
+  ts_value v = vint(1);
+  char name[16];
+  CHECK(ts_delta_by_rowid(d, 7) == NULL);
+  CHECK_EQ_INT(ts_delta_put(d, K("kept"), &v, 7, 0), TS_OK);
+  CHECK(ts_delta_by_rowid(d, 7) == ts_delta_get(d, K("kept")));
+  CHECK(ts_delta_by_rowid(d, 8) == NULL);
+  CHECK_EQ_INT(ts_delta_put(d, K("kept"), &v, 7, 0), TS_OK);   /* again: one entry */
+  CHECK(ts_delta_by_rowid(d, 7) == ts_delta_get(d, K("kept")));
+
+  CHECK_EQ_INT(ts_delta_savepoint(d, 0), TS_OK);
+  CHECK_EQ_INT(ts_delta_del(d, K("kept")), TS_OK);
+  CHECK(ts_delta_by_rowid(d, 7) == NULL);                        /* deleted */
+  ts_delta_rollback_to(d, 0);
+  CHECK(ts_delta_by_rowid(d, 7) == ts_delta_get(d, K("kept")));  /* undone */
+  CHECK_EQ_INT(ts_delta_savepoint(d, 1), TS_OK);
+  CHECK_EQ_INT(ts_delta_put(d, K("other"), &v, 9, 0), TS_OK);
+  CHECK(ts_delta_by_rowid(d, 9) == ts_delta_get(d, K("other")));
+  ts_delta_rollback_to(d, 1);
+  CHECK(ts_delta_by_rowid(d, 9) == NULL);                        /* never written */
+
+  /* many: the hash grows and keeps every one */
+  for (int i = 0; i < 3000; i++) {
+    snprintf(name, sizeof(name), "k%05d", i);
+    CHECK_EQ_INT(ts_delta_put(d, (const unsigned char *)name, strlen(name), &v, 100 + (uint64_t)i, 0), TS_OK);
+  }
+  for (int i = 0; i < 3000; i++) {
+    const ts_delta_entry *e = ts_delta_by_rowid(d, 100 + (uint64_t)i);
+    snprintf(name, sizeof(name), "k%05d", i);
+    CHECK(e != NULL && e->nkey == strlen(name) && memcmp(e->key, name, e->nkey) == 0);
+  }
+  CHECK(ts_delta_by_rowid(d, 7) == ts_delta_get(d, K("kept")));
+  ts_delta_reset(d);
+  CHECK(ts_delta_by_rowid(d, 7) == NULL);
+  CHECK(ts_delta_by_rowid(d, 150) == NULL);
+  ts_delta_free(d);
+}
+
 static void test_provisional(void) {
   ts_delta *d = ts_delta_new();
   ts_value v = vint(1);
@@ -1025,6 +1067,7 @@ int main(void) {
   test_fresh_ranks();
   test_classify();
   test_provisional();
+  test_kept_rowids();
   test_savepoints();
   test_late_join();
   test_rollback_keeps_active();

@@ -547,8 +547,9 @@ static int delta_kept_reserve(ts_delta *d) {
   t = calloc(n, sizeof(*t));
   if (t == NULL) return TS_NOMEM;
   for (size_t i = 0; i < nold; i++) {
-    size_t j = delta_kept_home(old[i].rowid, n - 1);
+    size_t j;
     if (old[i].rowid == 0) continue;
+    j = delta_kept_home(old[i].rowid, n - 1);
     while (t[j].rowid != 0) j = (j + 1) & (n - 1);
     t[j] = old[i];
   }
@@ -778,7 +779,7 @@ int ts_delta_put(ts_delta *d, const unsigned char *key, size_t nkey,
   ts_delta_node *n = delta_find(d, key, nkey);
   ts_value val = *v;
   size_t slot;
-  int rc, again;
+  int rc, again, kept;
   if (n != NULL && n->e.op == TS_OP_PUT && n->e.fresh) {
     fresh = 1;
     rowid = n->e.rowid;
@@ -786,8 +787,10 @@ int ts_delta_put(ts_delta *d, const unsigned char *key, size_t nkey,
   fresh = fresh != 0;
   again = fresh && n != NULL && n->e.op != TS_OP_NONE && n->e.again;
   slot = delta_rowid_slot(d, rowid);
+  /* a PUT over a stored key keeps its rowid: index it for rowid lookups */
+  kept = !fresh && rowid != 0 && rowid < TS_ROWID_PROVISIONAL;
   rc = delta_undo_reserve(d);
-  if (rc == TS_OK && !fresh && rowid != 0 && rowid < TS_ROWID_PROVISIONAL) rc = delta_kept_reserve(d);
+  if (rc == TS_OK && kept) rc = delta_kept_reserve(d);
   if (rc != TS_OK) return rc;
   if (fresh && slot != (size_t)-1) {
     ts_delta_node **a = ts_grow(d->by_rowid, &d->n_by_rowid, sizeof(*a),
@@ -813,7 +816,7 @@ int ts_delta_put(ts_delta *d, const unsigned char *key, size_t nkey,
     return TS_NOMEM;
   }
   delta_set(d, n, TS_OP_PUT, fresh, again, rowid, &val, 1);
-  if (!fresh && rowid != 0 && rowid < TS_ROWID_PROVISIONAL) delta_kept_add(d, n, rowid);
+  if (kept) delta_kept_add(d, n, rowid);
   return TS_OK;
 }
 

@@ -314,8 +314,8 @@ int ts_store_flush(ts_store *st, const ts_delta *d, uint64_t *epoch,
     if (!rc && neph) rc = ts_store_mem_publish(st, d, &fresh, *epoch, base, err);
     if (neph) ts_env_view_unlock(st->primary);
     if (st->backup) {
-      brc = rc || !paired ? TS_OK : ts_mirror_pair_finish(&pair);
-      if (!rc && (brc || !paired)) {
+      if (!rc && paired) brc = ts_mirror_pair_finish(&pair);
+      if (!rc && (!paired || brc)) {
         /* a small commit, or the backup needed a catch-up or failed: the
         ** full path, which also words the error */
         brc = ts_mirror_commit(st->primary, st->backup, c.changes, c.nchanges, c.epoch, c.next_rowid,
@@ -575,12 +575,12 @@ int ts_store_key_by_rowid(ts_store *st, const ts_delta *d, uint64_t rowid,
                           unsigned char *buf, size_t *n, ts_err *err) {
   const ts_delta_entry *e = ts_delta_by_rowid(d, rowid);
   int rc = TS_NOTFOUND;
-  if (e || rowid >= TS_ROWID_PROVISIONAL) {
-    if (!e) return TS_NOTFOUND;
+  if (e) {
     memcpy(buf, e->key, e->nkey);
     *n = e->nkey;
     return TS_OK;
   }
+  if (rowid >= TS_ROWID_PROVISIONAL) return TS_NOTFOUND;
   for (ts_cursor *c = st->live; c && rc == TS_NOTFOUND; c = c->next_live) {
     if (c->snap_live) rc = ts_view_key_by_rowid(st, &c->snap, c->msnap, rowid, buf, n, err);
   }

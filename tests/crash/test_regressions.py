@@ -129,12 +129,18 @@ print(reads, len(partial), partial[:2])
 '''
 
 
+def run_script(script, *args):
+    """Run a child script (which loads the extension); its stdout, after
+    checking that it succeeded without a word on stderr."""
+    p = subprocess.run([PYTHON, "-c", script] + list(args), env=child_env(), cwd=HERE, capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0 and not p.stderr, p.stderr
+    return p.stdout
+
+
 def test_one_statement_sees_a_transaction_over_both_tiers_whole(tmp_path):
     table = table_sql(primary=str(tmp_path / "p"), backup=str(tmp_path / "b"), ephemeral="g/e")
-    p = subprocess.run([PYTHON, "-c", MIXED, table], env=child_env(), cwd=HERE, capture_output=True, text=True,
-                       timeout=120)
-    assert p.returncode == 0 and not p.stderr, p.stderr
-    reads, npartial, examples = p.stdout.split(" ", 2)
+    reads, npartial, examples = run_script(MIXED, table).split(" ", 2)
     assert int(npartial) == 0, ("%s of %s listings of one namespace showed part of a transaction that wrote "
                                 "both tiers, e.g. %s" % (npartial, reads, examples))
     assert int(reads) > 0
@@ -172,11 +178,9 @@ print(len(fired), n, rows)
 
 def run_rewrite_meanwhile(tmp_path, statement):
     table = table_sql(primary=str(tmp_path / "p"), backup=str(tmp_path / "b"))
-    p = subprocess.run([PYTHON, "-c", REWRITE_MEANWHILE, table, statement], env=child_env(), cwd=HERE,
-                       capture_output=True, text=True, timeout=120)
-    assert p.returncode == 0 and not p.stderr, p.stderr
-    fired, n, rows = p.stdout.split(" ", 2)
-    assert fired == "1" and n == "4", p.stdout
+    out = run_script(REWRITE_MEANWHILE, table, statement)
+    fired, n, rows = out.split(" ", 2)
+    assert fired == "1" and n == "4", out
     return rows.strip()
 
 
@@ -226,10 +230,7 @@ print(json.dumps(other.execute("SELECT key, value FROM kv WHERE primary_namespac
 
 def run_same_transaction(tmp_path, mode):
     table = table_sql(primary=str(tmp_path / "p"), backup=str(tmp_path / "b"))
-    p = subprocess.run([PYTHON, "-c", SAME_TRANSACTION, table, mode], env=child_env(), cwd=HERE,
-                       capture_output=True, text=True, timeout=120)
-    assert p.returncode == 0 and not p.stderr, p.stderr
-    return p.stdout.strip()
+    return run_script(SAME_TRANSACTION, table, mode).strip()
 
 
 @pytest.mark.parametrize("mode", ["update-deleted", "update-recreated", "replace-deleted", "replace-recreated"])

@@ -15,7 +15,8 @@
 
 /* The argument names, in the order the README lists them. */
 static const char *const ts_config_names[] = {
-    "primary", "backup", "ephemeral", "durability", "names", "map_size"};
+    "primary", "backup", "ephemeral", "durability", "names", "map_size",
+    "flush_interval", "max_pending"};
 #define TS_NARGS ((int)(sizeof(ts_config_names) / sizeof(ts_config_names[0])))
 
 /* Columns a table may not be named after: its command column would clash. */
@@ -77,6 +78,27 @@ static int ts_parse_size(const char *s, size_t *out) {
   else if (*end) return 1;
   if (v == 0 || v > (unsigned long long)(TS_MAX_MAP_SIZE / mult)) return 1;
   *out = (size_t)v * mult;
+  return 0;
+}
+
+/* Parse a duration: digits with a us, ms or s suffix (a bare 0 too), at
+** most TS_MAX_FLUSH_INTERVAL_US. */
+static int ts_parse_duration(const char *s, uint64_t *us) {
+  char *end;
+  unsigned long long v;
+  uint64_t mult;
+  if (!isdigit((unsigned char)*s)) return 1;
+  errno = 0;
+  v = strtoull(s, &end, 10);
+  if (errno) return 1;
+  while (isspace((unsigned char)*end)) end++;
+  if (!strcasecmp(end, "us")) mult = 1;
+  else if (!strcasecmp(end, "ms")) mult = 1000;
+  else if (!strcasecmp(end, "s")) mult = 1000000;
+  else if (!*end && v == 0) mult = 1;
+  else return 1;
+  if (v > TS_MAX_FLUSH_INTERVAL_US / mult) return 1;
+  *us = (uint64_t)v * mult;
   return 0;
 }
 
@@ -143,9 +165,8 @@ static int ts_config_apply(sqlite3 *db, const char *schema, char **vals,
   if (vals[3]) {
     if (!sqlite3_stricmp(vals[3], "durable")) cfg->durability = TS_DURABLE;
     else if (!sqlite3_stricmp(vals[3], "written")) cfg->durability = TS_WRITTEN;
-    else if (!sqlite3_stricmp(vals[3], "applied")) {
-      return ts_config_error(errmsg, TS_ERROR, "argument 'durability': 'applied' is not available yet in this version");
-    } else {
+    else if (!sqlite3_stricmp(vals[3], "applied")) cfg->durability = TS_APPLIED;
+    else {
       return ts_config_error(errmsg, TS_ERROR, "argument 'durability' must be durable, written or applied, not '%s'",
                              vals[3]);
     }
@@ -160,6 +181,18 @@ static int ts_config_apply(sqlite3 *db, const char *schema, char **vals,
     return ts_config_error(errmsg, TS_ERROR,
                            "argument 'map_size' is malformed: '%s' (expected a positive byte count with an optional KiB, MiB or GiB suffix)",
                            vals[5]);
+  }
+  cfg->flush_interval_us = TS_DEFAULT_FLUSH_INTERVAL_US;
+  if (vals[6] && ts_parse_duration(vals[6], &cfg->flush_interval_us)) {
+    return ts_config_error(errmsg, TS_ERROR,
+                           "argument 'flush_interval' is malformed: '%s' (expected a duration from 0 to 60s with a us, ms or s suffix)",
+                           vals[6]);
+  }
+  cfg->max_pending = TS_DEFAULT_MAX_PENDING;
+  if (vals[7] && ts_parse_size(vals[7], &cfg->max_pending)) {
+    return ts_config_error(errmsg, TS_ERROR,
+                           "argument 'max_pending' is malformed: '%s' (expected a positive byte count with an optional KiB, MiB or GiB suffix)",
+                           vals[7]);
   }
   cfg->primary = ts_config_resolve(db, schema, vals[0]);
   if (!cfg->primary) return ts_config_error(errmsg, TS_NOMEM, "out of memory");
@@ -203,7 +236,7 @@ int ts_config_parse(sqlite3 *db, int argc, const char *const *argv,
       if (!sqlite3_stricmp(name, ts_config_names[j])) which = j;
     }
     if (which < 0) {
-      rc = ts_config_error(errmsg, TS_ERROR, "unknown argument '%s' (expected primary, backup, ephemeral, durability, names or map_size)",
+      rc = ts_config_error(errmsg, TS_ERROR, "unknown argument '%s' (expected primary, backup, ephemeral, durability, names, map_size, flush_interval or max_pending)",
                            name);
     } else if (vals[which]) {
       rc = ts_config_error(errmsg, TS_ERROR, "argument '%s' is given twice", ts_config_names[which]);

@@ -18,6 +18,8 @@ struct ts_config {
   ts_durability durability;
   ts_names_rule names;
   size_t map_size;           /* 0: default */
+  uint64_t flush_interval_us;
+  size_t max_pending;
 };
 
 /* Parse the module arguments (argv as xCreate/xConnect receive them).

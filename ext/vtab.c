@@ -157,6 +157,8 @@ static int ts_vtab_init(sqlite3 *db, void *aux, int argc, const char *const *arg
     scfg.ephemeral = vt->cfg->ephemeral;
     scfg.map_size = vt->cfg->map_size;
     scfg.durability = vt->cfg->durability;
+    scfg.flush_interval_us = vt->cfg->flush_interval_us;
+    scfg.max_pending = vt->cfg->max_pending;
     scfg.names = vt->cfg->names;
     rc = ts_store_open(&scfg, &vt->store, &err);
     if (rc) {

@@ -138,7 +138,8 @@ struct ts_delta {
   const void *classify_ctx;
   size_t bytes;                 /* key and value bytes copied into the arena */
   uint64_t generation;          /* bumped by reset */
-  int refs;                     /* owners: the table and its open cursors */
+  int refs;                     /* owners: the table, its open cursors and
+                                ** the coordinator (atomic) */
   uint64_t next_rowid;          /* provisional rowids handed out so far */
   ts_delta_node **by_rowid;     /* [r - TS_ROWID_PROVISIONAL - 1] -> node */
   size_t n_by_rowid;            /* slots allocated in by_rowid */
@@ -672,18 +673,19 @@ void ts_delta_classify(ts_delta *d, ts_delta_classifier fn, const void *ctx) {
 /* One more owner (a cursor that must keep reading this transaction's
 ** writes even after the table moved on to a new delta). */
 void ts_delta_retain(ts_delta *d) {
-  d->refs++;
+  __atomic_add_fetch(&d->refs, 1, __ATOMIC_RELAXED);
 }
 
 /* Does anyone besides the creator hold d? */
 int ts_delta_is_shared(const ts_delta *d) {
-  return d->refs > 1;
+  return __atomic_load_n(&d->refs, __ATOMIC_ACQUIRE) > 1;
 }
 
 /* Drop one owner; the last one frees d and everything it holds.  NULL is
 ** a no-op. */
 void ts_delta_free(ts_delta *d) {
-  if (d == NULL || --d->refs > 0) return;
+  /* the coordinator drops its reference from the flusher thread */
+  if (d == NULL || __atomic_sub_fetch(&d->refs, 1, __ATOMIC_ACQ_REL) > 0) return;
   delta_arena_free(d);
   free(d->order->head);
   free(d->order->pending);

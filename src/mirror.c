@@ -1,47 +1,59 @@
 /*
 ** mirror.c: keeping a backup environment equal to its primary.
 **
-** The backup receives each commit's resolved changes right after the
-** primary committed them, so it is never ahead of the primary.  Its
-** "last_epoch" says what it holds.  When it misses epochs (a crash between
-** the two writes, a full disk, another process whose backup write is still
-** to come), the next writer catches it up from the primary: the primary
-** keeps a replay record per epoch (the keys it changed) until the backup
-** is known to hold it, so catching up reads only those keys.  When records
-** are missing (a new or foreign-history backup) the backup is filled with
-** a copy of the primary.
+** The primary and the backup are written at the same time: for each write
+** of an epoch range, a second thread takes the backup's write lock while
+** the primary's write transaction is still open (so no other write of the
+** primary, in any process, can come between), applies the resolved
+** changes as the primary publishes them, and commits alongside the
+** primary.  The two commits are not atomic together: a crash, a full disk
+** or an I/O error can leave one with a write the other lacks.  Each
+** environment records what it holds: "last_epoch" and "last_flush" (the
+** identity of the last write it took); the backup also keeps, as replay
+** records, the keys of the writes it took until a later write shows the
+** primary took them too.
 **
-** Every backup write runs inside one backup write transaction and reads
-** the primary's newest state only after that transaction began, so two
-** writers of the backup (threads or processes) never interleave: each
-** leaves it equal to some primary state at least as new as before.
+** The primary decides.  A backup that is not level (another epoch or
+** another last write) is reconciled from the primary's newest state: the
+** keys of its own unconfirmed writes get the primary's values (a write
+** only the backup took is undone), the epochs it missed are replayed from
+** the primary's replay records (the keys each epoch changed), and where
+** those records do not reach back (a new backup, one that missed a write
+** by a table without it, one written through a table that named it as its
+** primary) the backup gets a full copy.  Reconciling reads only the keys
+** of the epochs that differ.
 */
 #include "tierstore_int.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* What a backup write needs. */
+/* What a reconciliation needs. */
 typedef struct ts_mirror ts_mirror;
 struct ts_mirror {
   ts_env *primary;
-  const ts_change *changes;  /* this commit's, or NULL for a catch-up */
-  size_t nchanges;
-  uint64_t epoch;            /* the commit's epoch (0 for a catch-up) */
-  uint64_t next_rowid;
   ts_err *err;               /* for failures reading the primary */
   int force;                 /* copy everything, whatever the epochs say */
-  int filled;                /* out: the backup was rebuilt by a copy */
 };
 
-/* Record that the backup now holds the primary's epoch, and raise its
-** next creation number to at least next. */
-static int ts_mirror_holds(ts_wtxn *w, uint64_t epoch, uint64_t next) {
+/* Test-only fault points: TIERSTORE_FAULT names the point at which the
+** process kills itself, as a crash there would. */
+static int ts_fault_armed(const char *name) {
+  const char *f = getenv("TIERSTORE_FAULT");
+  return f && !strcmp(f, name);
+}
+
+/* Record that the backup now holds the primary's epoch and last write,
+** and raise its next creation number to at least next. */
+static int ts_mirror_holds(ts_wtxn *w, uint64_t epoch, uint64_t next,
+                           uint64_t flush) {
   uint64_t cur;
   int rc = ts_wtxn_meta_put(w, "last_epoch", epoch);
+  if (!rc) rc = ts_wtxn_meta_put(w, "last_flush", flush);
   if (!rc) rc = ts_wtxn_meta_get(w, "next_rowid", &cur);
   if (!rc && cur < next) rc = ts_wtxn_meta_put(w, "next_rowid", next);
   return rc;
@@ -76,24 +88,13 @@ static int ts_mirror_replay_record(ts_mirror *m, ts_wtxn *w, ts_snap *ps,
   return rc;
 }
 
-/* Bring the backup from epoch b to the primary's newest state: replay the
-** keys of the epochs after b (epochs without a record changed nothing on
-** disk: they were memory-only), or copy everything when the records do not
-** reach back to b.  The primary's read lock is held. */
-static int ts_mirror_replay(ts_mirror *m, ts_wtxn *w, ts_snap *ps, uint64_t b) {
-  uint64_t p, floor, next;
+/* Replay the primary's records of the epochs after b up to p.  The
+** primary's read lock is held. */
+static int ts_mirror_replay(ts_mirror *m, ts_wtxn *w, ts_snap *ps, uint64_t b,
+                            uint64_t p) {
   unsigned char from[8];
   ts_lcur rc_cur;
   int rc;
-  if (ts_snap_last_epoch(ps, &p, m->err) || ts_snap_meta(ps, "replay_floor", &floor, m->err) ||
-      ts_snap_next_rowid(ps, &next, m->err)) {
-    return EIO;
-  }
-  if (b == p && !m->force) return 0;
-  if (b > p || b < floor || m->force) {
-    m->filled = 1;
-    return ts_wtxn_copy_from(w, ps);
-  }
   if (ts_lcur_open(&rc_cur, ps, TS_DB_REPLAY, m->err)) return EIO;
   ts_be64_put(from, b + 1);
   rc = ts_lcur_seek(&rc_cur, from, 8, 0, m->err) ? EIO : 0;
@@ -102,72 +103,133 @@ static int ts_mirror_replay(ts_mirror *m, ts_wtxn *w, ts_snap *ps, uint64_t b) {
     if (!rc) rc = ts_lcur_step(&rc_cur, 0, m->err) ? EIO : 0;
   }
   ts_lcur_close(&rc_cur);
-  if (!rc) rc = ts_mirror_holds(w, p, next);
   return rc;
 }
 
-/* The backup transaction: apply this commit's changes when the backup
-** holds the epoch before it, else catch up from the primary. */
+/* Bring the backup to the primary's state ps: its own unconfirmed writes
+** take the primary's values, the epochs after the last confirmed one are
+** replayed, or everything is copied.  The primary's read lock is held. */
+static int ts_mirror_reconcile(ts_mirror *m, ts_wtxn *w, ts_snap *ps) {
+  uint64_t p, floor, next, pf, b, bf, first;
+  unsigned char *own = NULL;
+  size_t nown = 0;
+  int rc;
+  if (ts_snap_last_epoch(ps, &p, m->err) || ts_snap_meta(ps, "replay_floor", &floor, m->err) ||
+      ts_snap_next_rowid(ps, &next, m->err) || ts_snap_meta(ps, "last_flush", &pf, m->err)) {
+    return EIO;
+  }
+  rc = ts_wtxn_meta_get(w, "last_epoch", &b);
+  if (!rc) rc = ts_wtxn_meta_get(w, "last_flush", &bf);
+  if (!rc) rc = ts_wtxn_replay_all(w, &own, &nown, &first);
+  if (rc) return rc;
+  if (b == p && bf == pf && !m->force) {
+    free(own);
+    return 0;
+  }
+  /* the last epoch both are known to share: before the backup's oldest
+  ** unconfirmed write */
+  if (first && first - 1 < b) b = first - 1;
+  if (m->force || b > p || b < floor) {
+    free(own);
+    rc = ts_wtxn_copy_from(w, ps);
+  } else {
+    rc = ts_mirror_replay_record(m, w, ps, own, nown);
+    free(own);
+    if (!rc) rc = ts_mirror_replay(m, w, ps, b, p);
+    if (!rc) rc = ts_wtxn_replay_clear(w);
+  }
+  if (!rc) rc = ts_mirror_holds(w, p, next, pf);
+  return rc;
+}
+
+/* The backup transaction of a catch-up: reconcile with the primary's
+** newest state, read after this transaction took the backup's lock. */
 static int ts_mirror_body(void *ctx, ts_wtxn *w) {
   ts_mirror *m = ctx;
   ts_snap ps = {0};
-  uint64_t b;
-  int rc = ts_wtxn_meta_get(w, "last_epoch", &b);
-  m->filled = 0;
-  if (rc) return rc;
-  if (m->epoch && b + 1 == m->epoch) {
-    for (size_t i = 0; i < m->nchanges && !rc; i++) rc = ts_wtxn_change(w, &m->changes[i]);
-    if (!rc) rc = ts_mirror_holds(w, m->epoch, m->next_rowid);
-    return rc;
-  }
-  /* behind: replay; level with or past this commit: someone caught it up,
-  ** unless it is ahead of the primary (written through a table that
-  ** named it as its primary), which a copy repairs */
+  int rc;
   if (ts_snap_begin(&ps, m->primary, m->err)) return EIO;
   ts_env_read_lock(m->primary);
-  rc = ts_mirror_replay(m, w, &ps, b);
+  rc = ts_mirror_reconcile(m, w, &ps);
   ts_env_read_unlock(m->primary);
   ts_snap_free(&ps);
   return rc;
 }
 
-/* Run a backup write and word its failure after the backup. */
-static int ts_mirror_run(ts_env *backup, ts_mirror *m, ts_durability dur,
-                         size_t hint, ts_err *err) {
+static int ts_mirror_state(ts_env *env, uint64_t *epoch, uint64_t *flush, ts_err *err);
+
+/* Word a backup write's failure after the backup. */
+static int ts_mirror_fail(ts_env *backup, int rc, ts_err *err) {
+  char msg[sizeof(err->msg)];
+  snprintf(msg, sizeof(msg), "%s", err->msg);
+  return ts_err_set(err, rc, "backup '%s' did not take the commit (it is behind and catches up later): %s",
+                    ts_env_path(backup), msg + (strncmp(msg, "tierstore: ", 11) ? 0 : 11));
+}
+
+/* Make the backup equal to the primary; force: by a full copy. */
+int ts_mirror_catch_up(ts_env *primary, ts_env *backup, ts_durability dur,
+                       int force, ts_err *err) {
   ts_err perr = {0, {0}};
-  int rc;
-  m->err = &perr;
+  ts_mirror m;
+  int level = 0, rc;
+  /* a level backup is left alone (not even a transaction) */
+  if (!force && ts_mirror_level(primary, backup, &level, &perr) == TS_OK && level) return TS_OK;
+  memset(&m, 0, sizeof(m));
+  m.primary = primary;
+  m.force = force;
+  m.err = &perr;
   ts_env_commit_lock(backup);
-  rc = ts_env_write(backup, dur, hint, ts_mirror_body, NULL, m, err);
+  rc = ts_env_write(backup, dur, (size_t)64 << 20, ts_mirror_body, NULL, &m, err);
   ts_env_commit_unlock(backup);
   if (rc && perr.code) {
     /* the primary could not be read: report that instead */
     *err = perr;
     rc = perr.code;
   }
-  if (rc) {
-    char msg[sizeof(err->msg)];
-    snprintf(msg, sizeof(msg), "%s", err->msg);
-    ts_err_set(err, rc, "backup '%s' did not take the commit (it is behind and catches up later): %s",
-               ts_env_path(backup), msg + (strncmp(msg, "tierstore: ", 11) ? 0 : 11));
-  }
+  return rc ? ts_mirror_fail(backup, rc, err) : TS_OK;
+}
+
+/* Epoch and last write an environment holds now. */
+static int ts_mirror_state(ts_env *env, uint64_t *epoch, uint64_t *flush,
+                           ts_err *err) {
+  ts_snap s = {0};
+  int rc = ts_snap_begin(&s, env, err);
+  if (rc) return rc;
+  ts_env_read_lock(env);
+  rc = ts_snap_last_epoch(&s, epoch, err);
+  if (!rc && flush) rc = ts_snap_meta(&s, "last_flush", flush, err);
+  ts_env_read_unlock(env);
+  ts_snap_free(&s);
+  return rc;
+}
+
+int ts_mirror_epoch(ts_env *env, uint64_t *epoch, ts_err *err) {
+  return ts_mirror_state(env, epoch, NULL, err);
+}
+
+int ts_mirror_level(ts_env *primary, ts_env *backup, int *level, ts_err *err) {
+  uint64_t pe = 0, pf = 0, be = 0, bf = 0;
+  int rc = ts_mirror_state(primary, &pe, &pf, err);
+  if (!rc) rc = ts_mirror_state(backup, &be, &bf, err);
+  *level = !rc && pe == be && pf == bf;
   return rc;
 }
 
 /**************************************************************************
-** The concurrent backup write of one primary commit.  While the primary
-** resolves the commit's changes (creation numbers, replaced records) and
-** commits them, a second thread applies each batch of resolved changes to
-** the backup in a backup write transaction, and commits it only once the
-** primary's commit succeeded: the two writes overlap, and the backup is
-** still never ahead.  When the backup is not exactly one epoch behind (it
-** needs a catch-up) the thread does nothing and the caller runs
-** ts_mirror_commit after the primary's commit.
+** The concurrent backup write of one primary write.
 */
-#define TS_MIRROR_NOT_NEXT EALREADY   /* the fast path does not apply */
+#define TS_MIRROR_NOT_NEXT EALREADY   /* the backup is not on the write before */
 
-/* Wait until changes beyond 'have' are resolved, all are, or the primary
-** gave its verdict; returns how many are resolved, *ended and *failed. */
+/* Set the pair's begun state and wake the primary waiting for it. */
+static void ts_pair_begun(ts_mirror_pair *p, int begun) {
+  pthread_mutex_lock(&p->mu);
+  p->begun = begun;
+  pthread_cond_broadcast(&p->cv);
+  pthread_mutex_unlock(&p->mu);
+}
+
+/* Wait until changes beyond 'have' are resolved, all are, or the primary's
+** attempt failed; returns how many are resolved, *ended and *failed. */
 static size_t ts_pair_wait_changes(ts_mirror_pair *p, size_t have, int *ended,
                                    int *failed) {
   size_t n;
@@ -180,87 +242,117 @@ static size_t ts_pair_wait_changes(ts_mirror_pair *p, size_t have, int *ended,
   return n;
 }
 
-/* The backup transaction of the concurrent write: this commit's changes,
-** as the primary resolves them, on top of the epoch before it; or
-** nothing. */
+/* The backup transaction of the concurrent write: on top of the write the
+** primary took last (else nothing: the caller reconciles after the
+** primary), this write's changes as the primary resolves them, then what
+** the backup now holds and the record of the keys it took. */
 static int ts_pair_body(void *ctx, ts_wtxn *w) {
   ts_mirror_pair *p = ctx;
-  uint64_t b;
+  const ts_commit *c = p->c;
+  uint64_t b, bf;
   size_t done = 0;
   int ended = 0, failed = 0;
   int rc = ts_wtxn_meta_get(w, "last_epoch", &b);
-  if (rc) return rc;
-  if (b + 1 != p->epoch) return TS_MIRROR_NOT_NEXT;
+  if (!rc) rc = ts_wtxn_meta_get(w, "last_flush", &bf);
+  if (rc || b != c->prev_epoch || bf != c->prev_flush) {
+    ts_pair_begun(p, -1);
+    return rc ? rc : TS_MIRROR_NOT_NEXT;
+  }
+  ts_pair_begun(p, 1);
   while (!rc && !ended) {
     size_t n = ts_pair_wait_changes(p, done, &ended, &failed);
     if (failed) return ECANCELED;
     for (; done < n && !rc; done++) {
-      /* the changes' keys and values lie scattered in the primary's delta */
+      /* the changes' keys and values lie scattered in the primary's deltas */
       if (done + 8 < n) {
-        __builtin_prefetch(p->changes[done + 8].key);
-        __builtin_prefetch(p->changes[done + 8].value.p);
+        __builtin_prefetch(c->changes[done + 8].key);
+        __builtin_prefetch(c->changes[done + 8].value.p);
       }
-      rc = ts_wtxn_change(w, &p->changes[done]);
+      rc = ts_wtxn_change(w, &c->changes[done]);
     }
   }
-  if (!rc) rc = ts_mirror_holds(w, p->epoch, p->next_rowid);
+  /* the writes before this one are confirmed: the primary took them */
+  if (!rc) rc = ts_wtxn_replay_prune(w, c->prev_epoch);
+  if (!rc && done) rc = ts_wtxn_replay_put(w, c->first_epoch, c->changes, done);
+  if (!rc) rc = ts_wtxn_meta_put(w, "replay_floor", c->last_epoch);
+  if (!rc) rc = ts_mirror_holds(w, c->last_epoch, p->next_rowid, c->flush_id);
   return rc;
 }
 
-/* Before the backup commits: wait for the primary's verdict. */
-static int ts_pair_wait(void *ctx) {
+/* Before the backup commits: under the after-primary fault, wait for the
+** primary's commit and die before the backup's (a crash between). */
+static int ts_pair_before_commit(void *ctx) {
   ts_mirror_pair *p = ctx;
   int v;
+  if (!ts_fault_armed("after-primary")) return 0;
   pthread_mutex_lock(&p->mu);
   while (!p->have_verdict) pthread_cond_wait(&p->cv, &p->mu);
   v = p->verdict;
   pthread_mutex_unlock(&p->mu);
-  return v ? ECANCELED : 0;
+  if (v == 0) raise(SIGKILL);
+  return ECANCELED;
 }
 
 /* The second thread: the backup's write. */
 static void *ts_pair_thread(void *arg) {
   ts_mirror_pair *p = arg;
-  ts_write_hooks hooks = {ts_pair_wait, NULL, p};
+  ts_write_hooks hooks = {ts_pair_before_commit, NULL, p};
   ts_env_commit_lock(p->backup);
   p->rc = ts_env_write(p->backup, p->dur, p->grow_hint, ts_pair_body, &hooks, p, &p->err);
   ts_env_commit_unlock(p->backup);
+  if (p->begun == 0) ts_pair_begun(p, -1);   /* failed before its body */
   return NULL;
 }
 
-/* Start the backup's write of a commit whose primary write begins: its
-** changes will fill ch (ts_mirror_pair_publish says how far); grow_hint:
-** about the bytes they hold.  When no thread can be started the caller's
-** ts_mirror_pair_finish says so and the backup is written after the
-** primary. */
-void ts_mirror_pair_start(ts_mirror_pair *p, const ts_change *ch, uint64_t epoch,
-                          size_t grow_hint) {
-  p->changes = ch;
-  p->epoch = epoch;
-  p->grow_hint = grow_hint;
-  p->n = 0;
-  p->ended = 0;
-  p->next_rowid = 0;
-  p->have_verdict = 0;
-  p->rc = TS_ERROR;
-  p->running = pthread_create(&p->thread, NULL, ts_pair_thread, p) == 0;
-}
-
-/* The primary resolved n changes (ended: all of them, next_rowid set). */
-void ts_mirror_pair_publish(ts_mirror_pair *p, size_t n, int ended,
-                            uint64_t next_rowid) {
+/* The primary's write resolved changes: start the backup's write with the
+** first call of an attempt, then hand it each batch. */
+void ts_mirror_pair_resolved(void *ctx, const ts_commit *c, int done) {
+  ts_mirror_pair *p = ctx;
+  if (!p->running && c->nchanges == 0 && !done) {
+    size_t bytes = 32 * c->cap_changes;
+    for (size_t i = 0; i < c->nf; i++) bytes += ts_delta_bytes(c->f[i]->d);
+    p->c = c;
+    p->grow_hint = bytes;
+    p->n = 0;
+    p->ended = 0;
+    p->next_rowid = 0;
+    p->begun = 0;
+    p->have_verdict = 0;
+    p->rc = TS_ERROR;
+    p->running = pthread_create(&p->thread, NULL, ts_pair_thread, p) == 0;
+    return;
+  }
   if (!p->running) return;
   pthread_mutex_lock(&p->mu);
-  p->n = n;
-  p->ended = ended;
-  if (ended) p->next_rowid = next_rowid;
+  p->n = c->nchanges;
+  p->ended = done;
+  if (done) p->next_rowid = c->next_rowid;
   pthread_cond_broadcast(&p->cv);
   pthread_mutex_unlock(&p->mu);
 }
 
-/* Tell the backup's write how the primary's commit went (0: committed);
-** a failed attempt ends the thread (a retry starts another). */
-void ts_mirror_pair_verdict(ts_mirror_pair *p, int rc) {
+/* Before the primary commits: the backup's write must hold the backup's
+** lock first (so the backup's writes keep the primary's order).  Under the
+** after-backup fault, wait for the backup's commit and die before the
+** primary's. */
+static int ts_pair_primary_ready(void *ctx) {
+  ts_mirror_pair *p = ctx;
+  if (!p->running) return 0;
+  pthread_mutex_lock(&p->mu);
+  while (p->begun == 0) pthread_cond_wait(&p->cv, &p->mu);
+  pthread_mutex_unlock(&p->mu);
+  if (ts_fault_armed("after-backup") && p->begun == 1) {
+    pthread_join(p->thread, NULL);
+    p->running = 0;
+    if (p->rc == TS_OK) raise(SIGKILL);
+  }
+  return 0;
+}
+
+/* After the primary's attempt: tell the backup's write (0: committed); a
+** failed attempt ends the thread (a retry starts another). */
+static void ts_pair_primary_done(void *ctx, int rc) {
+  ts_mirror_pair *p = ctx;
   if (!p->running) return;
   pthread_mutex_lock(&p->mu);
   p->verdict = rc;
@@ -273,66 +365,36 @@ void ts_mirror_pair_verdict(ts_mirror_pair *p, int rc) {
   }
 }
 
-/* Wait for the backup's write: TS_OK when the backup took the commit. */
+ts_write_hooks ts_mirror_pair_hooks(ts_mirror_pair *p) {
+  ts_write_hooks h = {ts_pair_primary_ready, ts_pair_primary_done, p};
+  return h;
+}
+
+/* Wait for the backup's write: TS_OK when the backup took the write,
+** TS_NOTFOUND when it did not try (not on the primary's last write, or
+** no thread), else its error, worded in p->err. */
 int ts_mirror_pair_finish(ts_mirror_pair *p) {
-  if (!p->running) return TS_ERROR;
-  pthread_join(p->thread, NULL);
-  p->running = 0;
-  return p->rc;
+  if (p->running) {
+    pthread_join(p->thread, NULL);
+    p->running = 0;
+  }
+  if (!p->c || p->begun != 1) return TS_NOTFOUND;
+  return p->rc ? ts_mirror_fail(p->backup, p->rc, &p->err) : TS_OK;
 }
 
 void ts_mirror_pair_init(ts_mirror_pair *p, ts_env *backup, ts_durability dur) {
   memset(p, 0, sizeof(*p));
   p->backup = backup;
   p->dur = dur;
+  p->rc = TS_ERROR;
   pthread_mutex_init(&p->mu, NULL);
   pthread_cond_init(&p->cv, NULL);
 }
 
 void ts_mirror_pair_free(ts_mirror_pair *p) {
-  if (p->running) {
-    ts_mirror_pair_verdict(p, ECANCELED);
-  }
+  if (p->running) ts_pair_primary_done(p, ECANCELED);
   pthread_mutex_destroy(&p->mu);
   pthread_cond_destroy(&p->cv);
-}
-
-/* Mirror one primary commit into the backup (the primary committed it). */
-int ts_mirror_commit(ts_env *primary, ts_env *backup, const ts_change *ch,
-                     size_t n, uint64_t epoch, uint64_t next_rowid,
-                     ts_durability dur, ts_err *err) {
-  ts_mirror m;
-  size_t bytes = 0;
-  memset(&m, 0, sizeof(m));
-  m.primary = primary;
-  m.changes = ch;
-  m.nchanges = n;
-  m.epoch = epoch;
-  m.next_rowid = next_rowid;
-  for (size_t i = 0; i < n; i++) bytes += ch[i].nkey + ch[i].value.n + 32;
-  return ts_mirror_run(backup, &m, dur, bytes, err);
-}
-
-/* Bring the backup up to date with the primary; force: by a full copy. */
-int ts_mirror_catch_up(ts_env *primary, ts_env *backup, ts_durability dur,
-                       int force, ts_err *err) {
-  ts_mirror m;
-  memset(&m, 0, sizeof(m));
-  m.primary = primary;
-  m.force = force;
-  return ts_mirror_run(backup, &m, dur, (size_t)64 << 20, err);
-}
-
-/* Epoch held by an environment right now. */
-int ts_mirror_epoch(ts_env *env, uint64_t *epoch, ts_err *err) {
-  ts_snap s = {0};
-  int rc = ts_snap_begin(&s, env, err);
-  if (rc) return rc;
-  ts_env_read_lock(env);
-  rc = ts_snap_last_epoch(&s, epoch, err);
-  ts_env_read_unlock(env);
-  ts_snap_free(&s);
-  return rc;
 }
 
 /* Describe an encoded key for a message. */

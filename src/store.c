@@ -6,10 +6,11 @@
 ** process on the same primary.  The router decides a key's tier from its
 ** names alone.  Reads merge the committed tiers with the connection's delta
 ** (the delta wins key by key: a PUT replaces, a DEL hides); writes go to the
-** delta (ext/ does that) and reach the tiers in ts_store_flush at commit:
-** primary-tier changes to the primary, then to the backup, ephemeral ones
-** to memory, all under the primary's commit lock so every tier applies
-** commits in epoch order.
+** delta (ext/ does that) and reach the tiers through the primary's write
+** coordinator at commit (coordinator.c): primary-tier changes to the
+** primary and the backup at once, ephemeral ones to memory, in epoch
+** order.  Every read of committed data first lets the coordinator write
+** the commits it acknowledged as applied, so it sees them.
 **
 ** A cursor keeps one LMDB read snapshot and one ephemeral snapshot for its
 ** whole life, so a statement reads one consistent state even across several
@@ -22,7 +23,6 @@
 */
 #include "tierstore_int.h"
 
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,9 +31,9 @@ struct ts_store {
   ts_env *backup;              /* NULL without a backup */
   ts_router *router;
   ts_mem *mem;                 /* NULL when no rule routes to memory */
-  ts_durability durability;
+  ts_coord *coord;             /* the primary's write coordinator */
+  ts_coord_job job;            /* how this table's commits are queued */
   ts_names_rule names;
-  uint64_t backup_epoch;       /* the backup is known to hold up to this */
   ts_cursor *idle;             /* freed cursors kept for reuse (a list): their
                                ** read transactions serve lookups too */
   int nidle;
@@ -47,20 +47,13 @@ struct ts_store {
 };
 
 static void ts_cursor_pool_drain(ts_store *st);
-static ts_cursor *ts_store_reader(ts_store *st, ts_snap **snap, ts_err *err);
+static ts_cursor *ts_store_reader(ts_store *st, int wait, ts_snap **snap, ts_err *err);
 static void ts_store_reader_done(ts_cursor *c);
-
-/* Test-only fault point: TIERSTORE_FAULT=after-primary kills the process
-** between the primary's and the backup's write, as a crash would. */
-static void ts_fault_point(const char *name) {
-  const char *f = getenv("TIERSTORE_FAULT");
-  if (f && !strcmp(f, name)) raise(SIGKILL);
-}
 
 /* Open the backup beside the primary: same store identity, caught up. */
 static int ts_store_open_backup(ts_store *st, const char *path, size_t map_size,
                                 ts_err *err) {
-  uint64_t pe = 0, be = 0;
+  int level = 0;
   int rc = ts_env_open_id(path, map_size, ts_env_store_id(st->primary), &st->backup, err);
   if (rc) return rc;
   if (st->backup == st->primary) {
@@ -70,20 +63,15 @@ static int ts_store_open_backup(ts_store *st, const char *path, size_t map_size,
     return ts_err_set(err, TS_ERROR, "backup '%s' belongs to another store than primary '%s'; refusing it",
                       path, ts_env_path(st->primary));
   }
-  rc = ts_mirror_epoch(st->primary, &pe, err);
-  if (!rc) rc = ts_mirror_epoch(st->backup, &be, err);
+  rc = ts_mirror_level(st->primary, st->backup, &level, err);
   if (rc) return rc;
-  if (pe != be) {
-    /* behind (or fresh): catch up now; if that fails the next commit
-    ** tries again and reports it */
+  if (!level) {
+    /* behind, ahead or fresh: reconcile now; if that fails the next
+    ** commit tries again and reports it */
     ts_err cerr = {0, {0}};
     ts_env_commit_lock(st->primary);
-    if (ts_mirror_catch_up(st->primary, st->backup, st->durability, 0, &cerr) == TS_OK) {
-      st->backup_epoch = pe;
-    }
+    ts_mirror_catch_up(st->primary, st->backup, st->job.level, 0, &cerr);
     ts_env_commit_unlock(st->primary);
-  } else {
-    st->backup_epoch = pe;
   }
   return TS_OK;
 }
@@ -94,17 +82,26 @@ int ts_store_open(const ts_store_cfg *cfg, ts_store **out, ts_err *err) {
   ts_store *st = calloc(1, sizeof(*st));
   int rc;
   if (!st) return ts_err_set(err, TS_NOMEM, "out of memory opening a store");
-  st->durability = cfg->durability;
+  st->job.level = cfg->durability;
+  st->job.flush_interval_ns = (int64_t)cfg->flush_interval_us * 1000;
+  st->job.max_pending = cfg->max_pending ? cfg->max_pending : TS_DEFAULT_MAX_PENDING;
   st->names = cfg->names;
   rc = ts_router_new(cfg->ephemeral, &st->router, err);
   if (!rc) rc = ts_env_open(cfg->primary, map, &st->primary, err);
+  if (!rc && !(st->coord = ts_coord_open(st->primary))) {
+    rc = ts_err_set(err, TS_NOMEM, "out of memory opening the write coordinator");
+  }
   if (!rc && cfg->backup) rc = ts_store_open_backup(st, cfg->backup, map, err);
   if (!rc && !ts_router_is_empty(st->router)) {
     st->mem = ts_env_mem(st->primary);
     if (!st->mem) rc = ts_err_set(err, TS_NOMEM, "out of memory opening the ephemeral tier");
   }
+  st->job.backup = st->backup;
+  st->job.mem = st->mem;
   if (rc) {
     /* a refused table leaves nothing on disk */
+    ts_coord_close(st->coord);
+    st->coord = NULL;
     ts_env_discard(st->backup);
     ts_env_discard(st->primary);
     st->backup = st->primary = NULL;
@@ -119,6 +116,7 @@ int ts_store_open(const ts_store_cfg *cfg, ts_store **out, ts_err *err) {
 void ts_store_close(ts_store *st) {
   if (!st) return;
   ts_cursor_pool_drain(st);
+  ts_coord_close(st->coord);   /* writes what this process queued */
   ts_env_close(st->backup);
   ts_env_close(st->primary);
   ts_router_free(st->router);
@@ -157,6 +155,7 @@ int ts_store_lookup(ts_store *st, const ts_delta *d, const unsigned char *key,
   ts_cursor *reader;
   ts_snap *snap;
   ts_record rec;
+  ts_coord_state queued;
   int rc;
   if (e) {
     if (e->op != TS_OP_PUT) return TS_NOTFOUND;
@@ -165,6 +164,12 @@ int ts_store_lookup(ts_store *st, const ts_delta *d, const unsigned char *key,
     return TS_OK;
   }
   info->fresh = 0;
+  /* commits acknowledged but not written yet: their word first (a key one
+  ** of them creates gets its number when written: wait for that) */
+  ts_coord_lookup(st->coord, key, nkey, &queued, &info->rowid);
+  if (queued == TS_QUEUED_ABSENT) return TS_NOTFOUND;
+  if (queued == TS_QUEUED_PRESENT) return TS_OK;
+  if (queued == TS_QUEUED_NEW && ts_coord_visible(st->coord, err)) return err->code;
   if (ts_store_route(st, key, nkey) == TS_TIER_EPHEMERAL) {
     ts_mem_snap *ms = ts_mem_snapshot(st->mem);
     const ts_mem_row *r = ts_mem_snap_get(ms, key, nkey);
@@ -172,7 +177,7 @@ int ts_store_lookup(ts_store *st, const ts_delta *d, const unsigned char *key,
     ts_mem_snap_release(st->mem, ms);
     return r ? TS_OK : TS_NOTFOUND;
   }
-  reader = ts_store_reader(st, &snap, err);
+  reader = ts_store_reader(st, 0, &snap, err);
   if (!reader) return err->code;
   ts_env_read_lock(st->primary);
   rc = ts_snap_get(snap, key, nkey, &rec, err);
@@ -182,165 +187,18 @@ int ts_store_lookup(ts_store *st, const ts_delta *d, const unsigned char *key,
   return rc;
 }
 
-/* The creation number of an ephemeral put, resolved against the tier as
-** it is now (commits to it are serialized by the commit lock): a key that
-** exists keeps its number (unless the transaction deleted it first); one
-** the transaction created gets base + its rank among the commit's fresh
-** keys; one it overwrote that another connection deleted meanwhile is
-** created again with a new number. */
-static uint64_t ts_store_mem_rowid(ts_store *st, const ts_mem_snap *now,
-                                   const ts_delta_entry *e,
-                                   const ts_fresh *fresh, uint64_t base) {
-  const ts_mem_row *row = ts_mem_snap_get(now, e->key, e->nkey);
-  long rank;
-  if (row && !e->again) return row->rowid;
-  rank = ts_fresh_rank(fresh, e);
-  return rank >= 0 ? base + (uint64_t)rank : ts_env_take_rowid(st->primary);
-}
-
-/* The delta's ephemeral entries as changes, numbered like the primary's
-** (see ts_store_mem_rowid). */
-static int ts_store_mem_changes(ts_store *st, const ts_delta *d,
-                                const ts_fresh *fresh, uint64_t epoch,
-                                uint64_t base, ts_change **out,
-                                size_t *n) {
-  size_t k = 0, cap = 0;
-  ts_mem_snap *now = ts_mem_snapshot(st->mem);
-  int rc = TS_OK;
-  *out = NULL;
-  *n = 0;
-  for (const ts_delta_entry *e = ts_delta_seek(d, NULL, 0, 0); e; e = ts_delta_step(d, e, 0)) {
-    ts_change *ch;
-    if (e->op == TS_OP_NONE || !e->ephemeral) continue;
-    ts_change *grown = ts_grow(*out, &cap, sizeof(*grown), k + 1);
-    if (!grown) {
-      rc = TS_NOMEM;
-      break;
-    }
-    *out = grown;
-    ch = &(*out)[k++];
-    memset(ch, 0, sizeof(*ch));
-    ch->key = e->key;
-    ch->nkey = e->nkey;
-    ch->op = e->op;
-    if (e->op == TS_OP_PUT) {
-      ch->rowid = ts_store_mem_rowid(st, now, e, fresh, base);
-      ch->epoch = epoch;
-      ch->value = e->value;
-    }
-    *n = k;
-  }
-  ts_mem_snap_release(st->mem, now);
-  return rc;
-}
-
-/* Commit the delta's ephemeral entries to the ephemeral tier. */
-static int ts_store_mem_publish(ts_store *st, const ts_delta *d,
-                                const ts_fresh *fresh, uint64_t epoch,
-                                uint64_t base, ts_err *err) {
-  ts_change *mch = NULL;
-  size_t nmch = 0;
-  int rc = ts_store_mem_changes(st, d, fresh, epoch, base, &mch, &nmch);
-  if (rc) rc = ts_err_set(err, TS_NOMEM, "out of memory at commit");
-  if (!rc && nmch) rc = ts_mem_apply(st->mem, mch, nmch, err);
-  free(mch);
-  return rc;
-}
-
-/* A primary commit with a backup: the backup's write runs in a second
-** thread (ts_mirror_pair, the ctx here) while the primary resolves and
-** commits.  As the primary resolves the changes: start the backup's write
-** with the first call of an attempt, then hand it each batch. */
-static void ts_flush_resolved(void *ctx, const ts_commit *c, int done) {
-  ts_mirror_pair *pair = ctx;
-  if (!pair->running && c->nchanges == 0 && !done) {
-    ts_mirror_pair_start(pair, c->changes, c->epoch, ts_delta_bytes(c->d) + 32 * c->cap_changes);
-  } else {
-    ts_mirror_pair_publish(pair, c->nchanges, done, c->next_rowid);
-  }
-}
-
-/* After the primary's attempt: let the backup's write commit (or not). */
-static void ts_flush_after(void *ctx, int rc) {
-  if (rc == 0) ts_fault_point("after-primary");
-  ts_mirror_pair_verdict(ctx, rc);
-}
-
-/* A commit with fewer primary-tier changes than this writes the backup
-** after the primary in the calling thread: starting a thread and handing
-** over to it costs about 80-100 us (measured on tmpfs: 115 us per 1-row
-** commit with the thread, 35 us without), more than building a few rows'
-** backup pages alongside the primary's commit saves. */
-#define TS_PAIR_MIN_CHANGES 64
-
-/* Flush a frozen delta: primary (with the backup's write beside it, or
-** after it for a small commit), then the ephemeral tier, under the
-** primary's commit lock. */
-int ts_store_flush(ts_store *st, const ts_delta *d, uint64_t *epoch,
-                   ts_err *err) {
-  ts_commit c;
-  ts_fresh fresh;
-  uint64_t base = 0;
-  size_t nprimary, neph;
-  int rc, brc = TS_OK;
-  ts_err berr = {0, {0}};
+/* Commit the frozen delta through the coordinator (an empty one writes
+** nothing). */
+int ts_store_flush(ts_store *st, ts_delta *d, uint64_t *epoch, ts_err *err) {
   *epoch = 0;
   if (ts_delta_count(d) == 0) return TS_OK;
-  neph = ts_delta_count_ephemeral(d);
-  nprimary = ts_delta_count(d) - neph;
-  if (ts_delta_fresh(d, &fresh)) return ts_err_set(err, TS_NOMEM, "out of memory at commit");
-  memset(&c, 0, sizeof(c));
-  ts_env_commit_lock(st->primary);
-  if (nprimary && neph) ts_env_view_lock(st->primary, 1);
-  if (nprimary) {
-    ts_mirror_pair pair;
-    ts_write_hooks hooks = {NULL, ts_flush_after, &pair};
-    c.d = d;
-    c.skip_ephemeral = 1;
-    c.fresh = &fresh;
-    c.durability = st->durability;
-    c.journal = st->backup != NULL;
-    c.backup_epoch = st->backup_epoch;
-    int paired = st->backup && nprimary >= TS_PAIR_MIN_CHANGES;
-    c.hooks = paired ? &hooks : NULL;
-    c.on_resolved = paired ? ts_flush_resolved : NULL;
-    c.on_resolved_ctx = &pair;
-    if (paired) ts_mirror_pair_init(&pair, st->backup, st->durability);
-    rc = ts_env_commit(st->primary, &c, err);
-    if (!rc && !paired && st->backup) ts_fault_point("after-primary");
-    *epoch = c.epoch;
-    base = c.base_rowid;
-    /* the ephemeral half right after the primary's, before the backup */
-    if (!rc && neph) rc = ts_store_mem_publish(st, d, &fresh, *epoch, base, err);
-    if (neph) ts_env_view_unlock(st->primary);
-    if (st->backup) {
-      if (!rc && paired) brc = ts_mirror_pair_finish(&pair);
-      if (!rc && (!paired || brc)) {
-        /* a small commit, or the backup needed a catch-up or failed: the
-        ** full path, which also words the error */
-        brc = ts_mirror_commit(st->primary, st->backup, c.changes, c.nchanges, c.epoch, c.next_rowid,
-                               st->durability, &berr);
-      }
-      if (!rc && !brc) st->backup_epoch = c.epoch;
-      if (paired) ts_mirror_pair_free(&pair);
-    }
-  } else {
-    rc = ts_env_reserve(st->primary, fresh.n, epoch, &base, err);
-    if (!rc && neph) rc = ts_store_mem_publish(st, d, &fresh, *epoch, base, err);
-  }
-  ts_env_commit_unlock(st->primary);
-  free(c.changes);
-  ts_fresh_free(&fresh);
-  if (!rc && brc) {
-    *err = berr;
-    rc = brc;
-  }
-  return rc;
+  return ts_coord_commit(st->coord, d, &st->job, epoch, err);
 }
 
-/* fsync every durable tier. */
+/* Write everything queued, then fsync every durable tier. */
 int ts_store_sync(ts_store *st, ts_err *err) {
-  int rc = ts_env_sync(st->primary, err);
+  int rc = ts_coord_sync(st->coord, err);
+  if (!rc) rc = ts_env_sync(st->primary, err);
   if (!rc && st->backup) rc = ts_env_sync(st->backup, err);
   return rc;
 }
@@ -357,17 +215,14 @@ int ts_store_verify(ts_store *st, ts_err *err) {
 
 /* The 'repair' command. */
 int ts_store_repair(ts_store *st, ts_err *err) {
-  uint64_t pe = 0;
   int rc;
   if (!st->backup) return ts_err_set(err, TS_ERROR, "repair needs a backup: this table has none");
   ts_env_commit_lock(st->primary);
-  rc = ts_mirror_catch_up(st->primary, st->backup, st->durability, 0, err);
+  rc = ts_mirror_catch_up(st->primary, st->backup, st->job.level, 0, err);
   if (!rc && ts_mirror_verify(st->primary, st->backup, err) != TS_OK) {
     /* level but different (written through another table): copy */
-    rc = ts_mirror_catch_up(st->primary, st->backup, st->durability, 1, err);
+    rc = ts_mirror_catch_up(st->primary, st->backup, st->job.level, 1, err);
   }
-  if (!rc) rc = ts_mirror_epoch(st->primary, &pe, err);
-  if (!rc) st->backup_epoch = pe;
   ts_env_commit_unlock(st->primary);
   return rc;
 }
@@ -506,9 +361,13 @@ void ts_cursor_free(ts_cursor *c) {
 
 /* A snapshot of the newest committed state for one lookup, on an idle
 ** cursor's read transaction (lookups share the store's few LMDB reader
-** slots with its statements).  NULL on failure, with err set. */
-static ts_cursor *ts_store_reader(ts_store *st, ts_snap **snap, ts_err *err) {
-  ts_cursor *c = ts_cursor_take(st);
+** slots with its statements); wait: first let the coordinator write the
+** commits it acknowledged (a caller that asked it about the key already
+** does not).  NULL on failure, with err set. */
+static ts_cursor *ts_store_reader(ts_store *st, int wait, ts_snap **snap, ts_err *err) {
+  ts_cursor *c;
+  if (wait && ts_coord_visible(st->coord, err)) return NULL;
+  c = ts_cursor_take(st);
   if (!c) {
     ts_err_set(err, TS_NOMEM, "out of memory reading a key");
     return NULL;
@@ -554,7 +413,7 @@ static int ts_newest_key_by_rowid(ts_store *st, uint64_t rowid, unsigned char *b
                                   size_t *n, ts_err *err) {
   ts_snap *snap;
   ts_mem_snap *ms = st->mem ? ts_mem_snapshot(st->mem) : NULL;
-  ts_cursor *reader = ts_store_reader(st, &snap, err);
+  ts_cursor *reader = ts_store_reader(st, 1, &snap, err);
   int rc = reader ? ts_view_key_by_rowid(st, snap, ms, rowid, buf, n, err) : err->code;
   if (reader) ts_store_reader_done(reader);
   if (ms) ts_mem_snap_release(st->mem, ms);
@@ -1217,7 +1076,8 @@ static void ts_cursor_copy_plan(ts_cursor *c, const ts_scan *plan) {
 ** empty ephemeral snapshot is dropped at once, so scans skip that head. */
 static int ts_cursor_snapshots(ts_cursor *c, ts_err *err) {
   ts_env *env = c->st->primary;
-  int rc;
+  int rc = ts_coord_visible(c->st->coord, err);
+  if (rc) return rc;
   if (c->st->mem) ts_env_view_lock(env, 0);
   rc = ts_snap_begin(&c->snap, env, err);
   if (!rc && c->st->mem) c->msnap = ts_mem_snapshot(c->st->mem);

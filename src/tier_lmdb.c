@@ -1178,8 +1178,8 @@ static int ts_wtxn_above_tail(ts_wtxn *w, const unsigned char *key, size_t nkey,
 /* The stored record of key in the write transaction: 0, MDB_NOTFOUND or
 ** an error.  *above: key is above every data key, so absent without a
 ** lookup (a bulk load in key order), and appended when written. */
-static int ts_wtxn_find(ts_wtxn *w, const unsigned char *key, size_t nkey,
-                        int *above, ts_record *rec) {
+int ts_wtxn_find(ts_wtxn *w, const unsigned char *key, size_t nkey, int *above,
+                 ts_record *rec) {
   MDB_val k = {nkey, (void *)key}, v;
   int rc;
   *above = 0;
@@ -1191,8 +1191,8 @@ static int ts_wtxn_find(ts_wtxn *w, const unsigned char *key, size_t nkey,
 
 /* Apply a resolved change over the stored record old (NULL: absent) that
 ** ts_wtxn_find returned with above, keeping the indexes in step. */
-static int ts_wtxn_apply(ts_wtxn *w, const ts_change *c, int above,
-                         const ts_record *old) {
+int ts_wtxn_apply(ts_wtxn *w, const ts_change *c, int above,
+                  const ts_record *old) {
   MDB_val k = {c->nkey, (void *)c->key}, v;
   int rc = 0;
   if (c->op == TS_OP_DEL) {
@@ -1263,6 +1263,39 @@ int ts_wtxn_replay_prune(ts_wtxn *w, uint64_t upto) {
   return rc == MDB_NOTFOUND || rc == 0 ? 0 : rc;
 }
 
+/* Every replay record of this environment, in epoch order, copied out
+** (free() *out): a backup's records of the writes it took that its
+** primary may lack. */
+int ts_wtxn_replay_all(ts_wtxn *w, unsigned char **out, size_t *n,
+                       uint64_t *first) {
+  MDB_cursor *cur;
+  MDB_val k, v;
+  size_t cap = 0;
+  int rc = mdb_cursor_open(w->txn, w->env->dbi_replay, &cur);
+  *out = NULL;
+  *n = 0;
+  *first = 0;
+  if (rc) return rc;
+  for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    unsigned char *grown;
+    if (k.mv_size != 8) continue;
+    if (!*first) *first = ts_be64_get(k.mv_data);
+    grown = ts_grow(*out, &cap, 1, *n + v.mv_size);
+    if (!grown) {
+      rc = ENOMEM;
+      break;
+    }
+    *out = grown;
+    memcpy(*out + *n, v.mv_data, v.mv_size);
+    *n += v.mv_size;
+  }
+  mdb_cursor_close(cur);
+  return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* Remove every replay record (replay_floor unchanged). */
+int ts_wtxn_replay_clear(ts_wtxn *w) { return mdb_drop(w->txn, w->env->dbi_replay, 0); }
+
 /* Replace one database's contents with the snapshot's (sorted, so
 ** MDB_APPEND). */
 static int ts_wtxn_copy_db(ts_wtxn *w, ts_snap *src, ts_db_id db) {
@@ -1284,7 +1317,7 @@ static int ts_wtxn_copy_db(ts_wtxn *w, ts_snap *src, ts_db_id db) {
 ** keeps this environment's own identity check to the caller). */
 int ts_wtxn_copy_from(ts_wtxn *w, ts_snap *src) {
   static const ts_db_id dbs[] = {TS_DB_DATA, TS_DB_NAMESPACES, TS_DB_CREATED, TS_DB_ROWIDS};
-  static const char *const nums[] = {"last_epoch", "next_rowid", "next_nsid"};
+  static const char *const nums[] = {"last_epoch", "next_rowid", "next_nsid", "last_flush"};
   int rc = 0;
   /* the copy replaces what this transaction wrote so far */
   w->nadds = w->nadd_keys = 0;
@@ -1298,101 +1331,6 @@ int ts_wtxn_copy_from(ts_wtxn *w, ts_snap *src) {
     rc = ts_meta_get_u64(src->txn, src->env, nums[i], &v, &found);
     if (!rc) rc = ts_wtxn_meta_put(w, nums[i], v);
   }
-  return rc;
-}
-
-/* Does this entry belong to the environment being committed? */
-static int ts_commit_wants(const ts_commit *c, const ts_delta_entry *e) {
-  return e->op != TS_OP_NONE && !(c->skip_ephemeral && e->ephemeral);
-}
-
-/* The i-th creation number for a kept key that another writer deleted
-** meanwhile; taken once per commit so that a replayed body reuses it. */
-static int ts_commit_extra_rowid(ts_commit *c, ts_env *env, uint64_t floor,
-                                 size_t i, uint64_t *rowid) {
-  if (i == c->nextras) {
-    uint64_t *grown = realloc(c->extras, (i + 1) * sizeof(*grown));
-    if (!grown) return ENOMEM;
-    c->extras = grown;
-    c->extras[c->nextras++] = ts_counters_take_rowids(env->counters, floor, 1);
-  }
-  *rowid = c->extras[i];
-  return 0;
-}
-
-/* Resolved changes handed to the journal's readers at a time. */
-#define TS_RESOLVED_BATCH 256
-
-/* The transaction body of a primary commit: resolve each entry of the
-** delta into a change (creation numbers: kept, or new in creation order),
-** apply it, and record epoch, numbers and the replay record. */
-static int ts_commit_body(void *ctx, ts_wtxn *w) {
-  ts_commit *c = ctx;
-  ts_env *env = w->env;
-  uint64_t last, next_rowid;
-  size_t nextra = 0;
-  int rc = ts_wtxn_meta_get(w, "last_epoch", &last);
-  if (!rc) rc = ts_wtxn_meta_get(w, "next_rowid", &next_rowid);
-  if (rc) return rc;
-  /* the epoch is published only once committed (ts_env_commit), so a
-  ** retry or a crash leaves no gap; creation numbers are taken up front
-  ** (once per commit) because memory-only commits take them concurrently */
-  c->epoch = ts_counters_epoch(env->counters, last) + 1;
-  if (c->base_rowid < next_rowid) c->base_rowid = ts_counters_take_rowids(env->counters, next_rowid, c->fresh->n);
-  c->nchanges = 0;
-  if (c->journal && !c->changes) {
-    /* one per live entry at most: the array never moves under its readers */
-    c->cap_changes = ts_delta_count(c->d);
-    c->changes = malloc((c->cap_changes ? c->cap_changes : 1) * sizeof(*c->changes));
-    if (!c->changes) return ENOMEM;
-  }
-  if (c->on_resolved) c->on_resolved(c->on_resolved_ctx, c, 0);
-  for (const ts_delta_entry *e = ts_delta_seek(c->d, NULL, 0, 0), *next; e && !rc; e = next) {
-    ts_change ch;
-    ts_record old;
-    long rank;
-    int above, stored;
-    next = ts_delta_step(c->d, e, 0);
-    if (next) {
-      /* the next entry's key and value lie elsewhere in the delta's arena */
-      __builtin_prefetch(next->key);
-      __builtin_prefetch(next->value.p);
-    }
-    if (!ts_commit_wants(c, e)) continue;
-    memset(&ch, 0, sizeof(ch));
-    ch.key = e->key;
-    ch.nkey = e->nkey;
-    ch.op = e->op;
-    rc = ts_wtxn_find(w, e->key, e->nkey, &above, &old);
-    if (rc && rc != MDB_NOTFOUND) break;
-    stored = rc == 0;
-    rc = 0;
-    if (e->op == TS_OP_PUT) {
-      /* a stored key keeps its number, also when this transaction created
-      ** it and another writer created it meanwhile (at commit the write
-      ** replaces it), unless this transaction deleted it first */
-      rank = ts_fresh_rank(c->fresh, e);
-      if (stored && !e->again) ch.rowid = old.rowid;
-      else if (rank >= 0) ch.rowid = c->base_rowid + (uint64_t)rank;
-      else if ((rc = ts_commit_extra_rowid(c, env, next_rowid, nextra++, &ch.rowid)) != 0) break;
-      ch.value = e->value;
-      ch.epoch = c->epoch;
-    }
-    rc = ts_wtxn_apply(w, &ch, above, stored ? &old : NULL);
-    if (!rc && c->journal) {
-      c->changes[c->nchanges++] = ch;
-      if (c->on_resolved && c->nchanges % TS_RESOLVED_BATCH == 0) c->on_resolved(c->on_resolved_ctx, c, 0);
-    }
-  }
-  if (!rc) rc = ts_wtxn_meta_put(w, "last_epoch", c->epoch);
-  c->next_rowid = ts_counters_next_rowid(env->counters, next_rowid);
-  if (!rc && c->on_resolved) c->on_resolved(c->on_resolved_ctx, c, 1);
-  if (!rc) rc = ts_wtxn_meta_put(w, "next_rowid", c->next_rowid);
-  if (!rc && c->journal) rc = ts_wtxn_replay_put(w, c->epoch, c->changes, c->nchanges);
-  /* replay records are complete only above replay_floor: a commit without
-  ** one moves the floor up to itself */
-  if (!rc && !c->journal) rc = ts_wtxn_meta_put(w, "replay_floor", c->epoch);
-  if (!rc && c->backup_epoch) rc = ts_wtxn_replay_prune(w, c->backup_epoch);
   return rc;
 }
 
@@ -1475,16 +1413,21 @@ int ts_env_write(ts_env *env, ts_durability dur, size_t grow_hint,
   return TS_OK;
 }
 
-/* Commit a delta's entries for this environment (commit lock held). */
-int ts_env_commit(ts_env *env, ts_commit *c, ts_err *err) {
-  int rc;
-  c->base_rowid = ts_counters_take_rowids(env->counters, 0, c->fresh->n);
-  rc = ts_env_write(env, c->durability, ts_delta_bytes(c->d), ts_commit_body, c->hooks, c, err);
-  if (rc == TS_OK) ts_counters_publish_epoch(env->counters, c->epoch);
-  free(c->extras);
-  c->extras = NULL;
-  c->nextras = 0;
-  return rc;
+/* The write transaction's environment. */
+ts_env *ts_wtxn_env(ts_wtxn *w) { return w->env; }
+
+/* The store-wide numbers of the shared counters (see counters.c). */
+uint64_t ts_env_take_rowids(ts_env *env, uint64_t floor, uint64_t n) {
+  return ts_counters_take_rowids(env->counters, floor, n);
+}
+uint64_t ts_env_epoch_floor(ts_env *env, uint64_t floor) {
+  return ts_counters_epoch(env->counters, floor);
+}
+uint64_t ts_env_next_rowid(ts_env *env, uint64_t floor) {
+  return ts_counters_next_rowid(env->counters, floor);
+}
+void ts_env_publish_epoch(ts_env *env, uint64_t epoch) {
+  ts_counters_publish_epoch(env->counters, epoch);
 }
 
 /* One more creation number (for a key deleted meanwhile by another
@@ -1509,25 +1452,6 @@ int ts_env_reserve(ts_env *env, size_t nfresh, uint64_t *epoch,
   *epoch = ts_counters_take_epoch(env->counters, last);
   *base_rowid = ts_counters_take_rowids(env->counters, next, nfresh);
   return TS_OK;
-}
-
-/* Flush a delta on its own: every entry goes to this environment. */
-int ts_env_apply(ts_env *env, const ts_delta *d, ts_durability dur,
-                 uint64_t *epoch, ts_err *err) {
-  ts_commit c;
-  ts_fresh fresh;
-  int rc;
-  if (ts_delta_fresh(d, &fresh)) return ts_err_set(err, TS_NOMEM, "out of memory");
-  memset(&c, 0, sizeof(c));
-  c.d = d;
-  c.fresh = &fresh;
-  c.durability = dur;
-  ts_env_commit_lock(env);
-  rc = ts_env_commit(env, &c, err);
-  ts_env_commit_unlock(env);
-  ts_fresh_free(&fresh);
-  *epoch = c.epoch;
-  return rc;
 }
 
 /* Flush the environment to stable storage. */

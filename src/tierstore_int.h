@@ -343,7 +343,7 @@ typedef struct ts_env ts_env;
 typedef enum ts_durability {
   TS_DURABLE = 0,   /* fsync data and meta at commit */
   TS_WRITTEN = 1,   /* fsync data only; meta follows with the next commit */
-  TS_APPLIED = 2    /* in memory first (not available yet) */
+  TS_APPLIED = 2    /* queued in the coordinator; written within flush_interval */
 } ts_durability;
 
 /* A decoded record.  Byte pointers point into the map: valid while the
@@ -498,38 +498,34 @@ int ts_wtxn_replay_put(ts_wtxn *w, uint64_t epoch, const ts_change *ch,
                        size_t n);
 /* Remove replay records of epochs <= upto. */
 int ts_wtxn_replay_prune(ts_wtxn *w, uint64_t upto);
+/* Every replay record of the environment, concatenated and copied into
+** *out (free()); *first: the epoch of the oldest (0: none). */
+int ts_wtxn_replay_all(ts_wtxn *w, unsigned char **out, size_t *n,
+                       uint64_t *first);
+/* Remove every replay record, leaving replay_floor as it is. */
+int ts_wtxn_replay_clear(ts_wtxn *w);
 /* Replace this environment's data, indexes and numbers with an exact copy
 ** of the snapshot's (the backup fill). */
 int ts_wtxn_copy_from(ts_wtxn *w, ts_snap *src);
 
-/* A primary commit of a frozen delta. */
-typedef struct ts_commit ts_commit;
-struct ts_commit {
-  const ts_delta *d;
-  int skip_ephemeral;        /* leave out the delta's ephemeral entries */
-  const ts_fresh *fresh;     /* creation order of the delta's new keys */
-  ts_durability durability;
-  int journal;               /* keep a replay record and return the changes */
-  const ts_write_hooks *hooks; /* around the commit (the backup's write) */
-  uint64_t backup_epoch;     /* replay records up to this epoch may go */
-  /* out */
-  uint64_t epoch;            /* the commit's epoch */
-  uint64_t base_rowid;       /* creation number of the oldest fresh PUT */
-  uint64_t next_rowid;       /* the next creation number after the commit */
-  ts_change *changes;        /* journal: the resolved changes (free()),
-                             ** sized once for every entry: never moves */
-  size_t nchanges, cap_changes;
-  /* journal readers: called as the changes are resolved, with done=0 at
-  ** the start of each attempt (no changes yet) and every so often, and
-  ** done=1 once all are and next_rowid is set */
-  void (*on_resolved)(void *ctx, const ts_commit *c, int done);
-  void *on_resolved_ctx;
-  /* internal: creation numbers taken for kept keys deleted meanwhile */
-  uint64_t *extras;
-  size_t nextras;
-};
-/* Commit c->d's entries for this environment (commit lock held). */
-int ts_env_commit(ts_env *env, ts_commit *c, ts_err *err);
+/* Inside fn, for a body that resolves its own changes (commit.c): the
+** stored record of key (0, MDB_NOTFOUND or an error; *above: key is above
+** every data key, so absent without a lookup), and the change applied
+** over what ts_wtxn_find returned (old NULL: absent). */
+int ts_wtxn_find(ts_wtxn *w, const unsigned char *key, size_t nkey,
+                 int *above, ts_record *rec);
+int ts_wtxn_apply(ts_wtxn *w, const ts_change *c, int above,
+                  const ts_record *old);
+/* The environment a write transaction writes, and its shared counters'
+** numbers (commit.c numbers commits with them). */
+ts_env *ts_wtxn_env(ts_wtxn *w);
+/* Take n consecutive creation numbers, none below floor (the first is
+** returned); the last epoch taken or committed, at least floor; record
+** that epoch was committed. */
+uint64_t ts_env_take_rowids(ts_env *env, uint64_t floor, uint64_t n);
+uint64_t ts_env_epoch_floor(ts_env *env, uint64_t floor);
+uint64_t ts_env_next_rowid(ts_env *env, uint64_t floor);
+void ts_env_publish_epoch(ts_env *env, uint64_t epoch);
 /* One creation number from the shared counters (commit lock held). */
 uint64_t ts_env_take_rowid(ts_env *env);
 /* Number a commit that writes no environment (only the ephemeral tier):
@@ -537,9 +533,6 @@ uint64_t ts_env_take_rowid(ts_env *env);
 ** held; reads the metadata, writes nothing). */
 int ts_env_reserve(ts_env *env, size_t nfresh, uint64_t *epoch,
                    uint64_t *base_rowid, ts_err *err);
-/* Flush a delta on its own: lock, commit every entry, unlock. */
-int ts_env_apply(ts_env *env, const ts_delta *d, ts_durability dur,
-                 uint64_t *epoch, ts_err *err);
 /* Replay records: the keys an epoch changed, as [u16 BE length][bytes]... */
 int ts_snap_replay(ts_snap *s, uint64_t epoch, const unsigned char **p,
                    size_t *n, ts_err *err);
@@ -556,30 +549,87 @@ int ts_env_sync(ts_env *env, ts_err *err);
 int ts_mem_apply(ts_mem *m, const ts_change *changes, size_t n, ts_err *err);
 
 /**************************************************************************
+** Commits (commit.c): frozen deltas become resolved changes with their
+** epochs and creation numbers; the one place those rules live.
+*/
+/* One frozen delta of a write, with its numbers. */
+typedef struct ts_frozen ts_frozen;
+struct ts_frozen {
+  const ts_delta *d;
+  ts_fresh fresh;              /* creation order of its new keys */
+  size_t nprimary, nephemeral; /* its live entries of each tier */
+  uint64_t base_rowid;         /* creation number of its oldest new key */
+  uint64_t epoch;              /* out: its epoch */
+  size_t first_change, nchanges; /* out (journal): its slice of the changes */
+};
+/* Freeze d for a write (TS_NOMEM when out of memory). */
+int ts_frozen_init(ts_frozen *f, const ts_delta *d);
+void ts_frozen_free(ts_frozen *f);
+
+/* A write of an epoch range to a primary: frozen deltas in epoch order,
+** each its own epoch, all in one LMDB write transaction. */
+typedef struct ts_commit ts_commit;
+struct ts_commit {
+  ts_frozen **f;
+  size_t nf;
+  ts_durability durability;
+  int journal;                 /* keep replay records, return the changes */
+  const ts_write_hooks *hooks; /* around the commit (the backup's write) */
+  uint64_t backup_epoch;       /* replay records up to this epoch may go */
+  /* out */
+  uint64_t first_epoch, last_epoch;
+  uint64_t prev_epoch;         /* the primary's last epoch before this write */
+  uint64_t prev_flush;         /* the primary's last write before this one */
+  uint64_t flush_id;           /* this write's identity (meta "last_flush") */
+  uint64_t next_rowid;         /* the next creation number after the write */
+  ts_change *changes;          /* journal: the resolved changes (free()),
+                               ** sized once for every entry: never moves */
+  size_t nchanges, cap_changes;
+  /* journal readers: called as the changes are resolved, with done=0 at
+  ** the start of each attempt (no changes yet) and every so often, and
+  ** done=1 once all are and next_rowid is set */
+  void (*on_resolved)(void *ctx, const ts_commit *c, int done);
+  void *on_resolved_ctx;
+  /* internal: creation numbers taken for kept keys deleted meanwhile */
+  uint64_t *extras;
+  size_t nextras;
+};
+/* Write c's primary-tier entries to the primary (commit lock held). */
+int ts_commit_primary(ts_env *env, ts_commit *c, ts_err *err);
+/* Publish a written frozen delta's ephemeral entries (its epoch and
+** base_rowid set) to the ephemeral tier (the primary's commit lock held). */
+int ts_commit_ephemeral(ts_env *env, ts_mem *mem, const ts_frozen *f,
+                        ts_err *err);
+/* Flush a delta on its own, every entry to env: lock, write, unlock. */
+int ts_env_apply(ts_env *env, const ts_delta *d, ts_durability dur,
+                 uint64_t *epoch, ts_err *err);
+
+/**************************************************************************
 ** A backup environment kept equal to its primary (mirror.c).  Each takes
 ** the backup's commit lock itself; callers may hold the primary's.
 */
-/* Mirror one primary commit (epoch, its resolved changes) into the backup;
-** catches the backup up first when it misses earlier epochs. */
-int ts_mirror_commit(ts_env *primary, ts_env *backup, const ts_change *ch,
-                     size_t n, uint64_t epoch, uint64_t next_rowid,
-                     ts_durability dur, ts_err *err);
-/* Bring the backup up to date with the primary (replay, or a full copy;
-** force: always a full copy). */
+/* Make the backup equal to the primary's newest state: undo the writes
+** only the backup took, replay the epochs it missed, or copy everything
+** (when the records do not reach back, or force). */
 int ts_mirror_catch_up(ts_env *primary, ts_env *backup, ts_durability dur,
                        int force, ts_err *err);
+/* Is the backup level with the primary: the same epoch and the same last
+** write? */
+int ts_mirror_level(ts_env *primary, ts_env *backup, int *level, ts_err *err);
 /* The epoch an environment holds now. */
 int ts_mirror_epoch(ts_env *env, uint64_t *epoch, ts_err *err);
 
-/* The backup's write of one commit, run by a second thread while the
-** primary resolves and commits it, committed only after the primary's
-** commit succeeded. */
+/* The backup's write of one primary write, run by a second thread at the
+** same time: it takes the backup's write lock while the primary's write
+** transaction is open, applies each batch of resolved changes as the
+** primary publishes it, and commits alongside the primary's commit.  Its
+** hooks go on the primary's write (ts_mirror_pair_hooks), its resolved
+** callback on the commit (ts_mirror_pair_resolved). */
 typedef struct ts_mirror_pair ts_mirror_pair;
 struct ts_mirror_pair {
   ts_env *backup;
   ts_durability dur;
-  const ts_change *changes;
-  uint64_t epoch;
+  const ts_commit *c;        /* the primary's write (changes fill up) */
   size_t grow_hint;          /* for the backup's map, should it fill up */
   pthread_t thread;
   int running;
@@ -588,26 +638,85 @@ struct ts_mirror_pair {
   size_t n;                  /* changes resolved so far (under mu) */
   int ended;                 /* all are; next_rowid is set (under mu) */
   uint64_t next_rowid;
+  int begun;                 /* 1: on the epoch before; -1: it will not
+                             ** take this write (under mu) */
   int have_verdict, verdict;
-  int rc;                    /* TS_OK: the backup took the commit */
+  int rc;                    /* TS_OK: the backup took the write */
   ts_err err;
 };
 void ts_mirror_pair_init(ts_mirror_pair *p, ts_env *backup, ts_durability dur);
 void ts_mirror_pair_free(ts_mirror_pair *p);
-/* Start it when the primary begins resolving: ch fills up behind n. */
-void ts_mirror_pair_start(ts_mirror_pair *p, const ts_change *ch, uint64_t epoch,
-                          size_t grow_hint);
-/* n changes are resolved; ended: all of them (next_rowid set). */
-void ts_mirror_pair_publish(ts_mirror_pair *p, size_t n, int ended,
-                            uint64_t next_rowid);
-/* The primary's commit result (0: committed). */
-void ts_mirror_pair_verdict(ts_mirror_pair *p, int rc);
-/* Join it: TS_OK when the backup took the commit, else the caller runs
-** ts_mirror_commit (catch-up, error report). */
+void ts_mirror_pair_resolved(void *ctx, const ts_commit *c, int done);
+ts_write_hooks ts_mirror_pair_hooks(ts_mirror_pair *p);
+/* Join it: TS_OK when the backup took the write; TS_NOTFOUND when it did
+** not try (the backup needs reconciling: ts_mirror_catch_up); else the
+** error of its write, worded in p->err after the backup. */
 int ts_mirror_pair_finish(ts_mirror_pair *p);
 /* Compare identity, epochs and every key and value; the first difference
 ** fails with a message. */
 int ts_mirror_verify(ts_env *primary, ts_env *backup, ts_err *err);
+
+/**************************************************************************
+** The write coordinator (coordinator.c): one per process and primary
+** environment, shared by every table and thread that writes it.
+*/
+#define TS_FLUSH_BYTES ((size_t)4 << 20)  /* queued bytes that start a flush */
+#define TS_DEFAULT_FLUSH_INTERVAL_US 10000 /* 10 ms */
+#define TS_MAX_FLUSH_INTERVAL_US 60000000  /* 60 s */
+#define TS_DEFAULT_MAX_PENDING ((size_t)64 << 20)
+
+typedef struct ts_coord ts_coord;
+/* The coordinator of a primary environment (shared; created on first
+** use); NULL when out of memory.  ts_coord_close writes what is queued
+** and drops the reference. */
+ts_coord *ts_coord_open(ts_env *primary);
+void ts_coord_close(ts_coord *co);
+
+/* How a table's commits go through the coordinator. */
+typedef struct ts_coord_job ts_coord_job;
+struct ts_coord_job {
+  ts_env *backup;              /* NULL: no backup */
+  ts_mem *mem;                 /* the ephemeral tier, or NULL without rules */
+  ts_durability level;
+  int64_t flush_interval_ns;   /* applied: written within this */
+  size_t max_pending;          /* bytes queued before COMMIT waits */
+};
+/* Commit the delta d at cfg->level: queue it (d is retained until it is
+** written) and wait for the level.  *epoch: its epoch once written (0 for
+** an applied commit, whose epoch is given when it is written). */
+int ts_coord_commit(ts_coord *co, ts_delta *d, const ts_coord_job *cfg,
+                    uint64_t *epoch, ts_err *err);
+/* Write everything queued (the sync command; the caller then fsyncs). */
+int ts_coord_sync(ts_coord *co, ts_err *err);
+/* Before a read of committed data: wait until every acknowledged
+** (applied) commit is written, so the read sees it. */
+int ts_coord_visible(ts_coord *co, ts_err *err);
+
+/* What the commits queued or being written say of a key (a point lookup
+** sees them without waiting for their write). */
+typedef enum ts_coord_state {
+  TS_QUEUED_NONE = 0,        /* nothing: the tiers say */
+  TS_QUEUED_ABSENT = 1,      /* deleted */
+  TS_QUEUED_PRESENT = 2,     /* written, keeping the creation number *rowid */
+  TS_QUEUED_NEW = 3          /* created: its number comes with the write */
+} ts_coord_state;
+void ts_coord_lookup(ts_coord *co, const unsigned char *key, size_t nkey,
+                     ts_coord_state *state, uint64_t *rowid);
+
+/* The coordinator's figures. */
+typedef struct ts_coord_stats ts_coord_stats;
+struct ts_coord_stats {
+  uint64_t commits;            /* commits accepted */
+  uint64_t flushes, failed_flushes;
+  uint64_t flushed_commits;    /* commits written by successful flushes */
+  uint64_t last_epoch;         /* of the last successful flush */
+  size_t queued_commits, queued_bytes;
+  uint64_t applied, written, durable;   /* watermarks (sequence numbers) */
+  int failing;
+  ts_err last_error;           /* code 0: none */
+  int64_t last_error_at_ns;    /* wall clock */
+};
+void ts_coord_stats_get(ts_coord *co, ts_coord_stats *out);
 
 /**************************************************************************
 ** The store (store.c): a table's view of its tiers.  It routes keys,
@@ -621,6 +730,8 @@ struct ts_store_cfg {
   const char *ephemeral;      /* ephemeral rules, or NULL */
   size_t map_size;            /* initial map size (0: default) */
   ts_durability durability;
+  uint64_t flush_interval_us; /* applied: longest wait before a flush */
+  size_t max_pending;         /* applied: queued bytes before COMMIT waits */
   ts_names_rule names;
 };
 
@@ -648,8 +759,7 @@ int ts_store_key_by_rowid(ts_store *st, const ts_delta *d, uint64_t rowid,
                           unsigned char *buf, size_t *n, ts_err *err);
 /* Flush the delta at commit (no-op for an empty one); *epoch gets the
 ** commit's epoch or 0 when nothing was written. */
-int ts_store_flush(ts_store *st, const ts_delta *d, uint64_t *epoch,
-                   ts_err *err);
+int ts_store_flush(ts_store *st, ts_delta *d, uint64_t *epoch, ts_err *err);
 /* Make everything committed durable (the 'sync' command). */
 int ts_store_sync(ts_store *st, ts_err *err);
 /* The 'verify' and 'repair' commands: compare primary and backup; bring

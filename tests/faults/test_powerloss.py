@@ -31,7 +31,8 @@ How it works
      a power loss may lose the last commit), and at most the last one
      begun; the backup holds exactly the state after some commit y, with
      y >= the last acknowledged commit (durable) or the one before it
-     (written) and, when durable, y <= x (the backup is never ahead);
+     (written); the backup may be ahead of the primary by a commit in flight
+     (the two are written at the same time);
      then the table opens with the extension (catching the backup up),
      reads the primary's state, passes `verify`, commits, passes `verify`.
 
@@ -262,8 +263,9 @@ def run_scenario(root, durability, commits, pre=0, map_size=None, new_backup=Fal
             y = which_commit(RawView(cb), states, epochs, what, "backup")
             assert lo <= y <= hi, "%s: the backup holds commit %d; acknowledged before the cut: %d, begun: %d" % (
                 what, y, acked, begun)
-            if durability == "durable":
-                assert y <= x, "%s: the backup (commit %d) is ahead of the primary (commit %d)" % (what, y, x)
+            # the two are written at the same time: either may hold a commit
+            # in flight that the other lacks (never acknowledged: both are
+            # at least at the last acknowledged one)
             check_env(cb)
         outcome[-1] += (y,)
         STATS["backup behind the primary"] += y is not None and y < x
@@ -298,7 +300,10 @@ def open_stores(checks, states, root):
     for (cfg, x, cp, cb, what), r in zip(checks, res):
         if "refused" in r:
             ref = r["refused"]
-            assert cfg["unborn"] and ref["code"] & 0xff == 11 and cb in ref["msg"] and "MDB_INVALID" in ref["msg"], (
+            # a new backup whose first pages were torn: LMDB finds no meta
+            # page, or tierstore's check finds the file shorter than they say
+            assert cfg["unborn"] and ref["code"] & 0xff == 11 and cb in ref["msg"] and (
+                "MDB_INVALID" in ref["msg"] or "is damaged: data.mdb is" in ref["msg"]), (
                 "%s: the table did not open: %s" % (what, ref))
             STATS["new backup unreadable (removed, refilled)"] += 1
         for step in ("open", "rows1", "verify1", "commit", "verify2", "rows2"):

@@ -27,12 +27,14 @@ CREATE VIRTUAL TABLE r14 USING tierstore(primary = 'rej/names', names = 'ascii')
 -- an argument that is not name = value
 CREATE VIRTUAL TABLE r15 USING tierstore(primary = 'rej/nodelim', 'rej/x');
 -- backup equal to primary, an empty backup, malformed ephemeral rules;
--- durability = applied is not available yet
+-- flush_interval: a duration from 0 to 60s (us, ms, s); max_pending: a size
 CREATE VIRTUAL TABLE r16 USING tierstore(primary = 'rej/backup', backup = '');
 CREATE VIRTUAL TABLE r17 USING tierstore(primary = 'rej/same', backup = 'rej/same');
 CREATE VIRTUAL TABLE r18 USING tierstore(primary = 'rej/eph', ephemeral = 'a/b/c/d');
 CREATE VIRTUAL TABLE r19 USING tierstore(primary = 'rej/eph2', ephemeral = 'x,,y');
-CREATE VIRTUAL TABLE r20 USING tierstore(primary = 'rej/applied', durability = 'applied');
+CREATE VIRTUAL TABLE r20 USING tierstore(primary = 'rej/fi', flush_interval = '61s');
+CREATE VIRTUAL TABLE r21 USING tierstore(primary = 'rej/fi2', flush_interval = '10');
+CREATE VIRTUAL TABLE r22 USING tierstore(primary = 'rej/mp', max_pending = '0');
 -- a table named like a column: its command column would clash
 CREATE VIRTUAL TABLE key USING tierstore(primary = 'rej/key');
 CREATE VIRTUAL TABLE value USING tierstore(primary = 'rej/value');
@@ -43,14 +45,14 @@ CREATE VIRTUAL TABLE primary_namespace USING tierstore(primary = 'rej/pns');
 SELECT count(*) FROM sqlite_schema;
 
 -- Quoted values ('...' or "...") and bare values; sizes with KiB, MiB, GiB
--- suffixes or in bytes.  Directories that do not exist are created.
+-- suffixes or in bytes; durations.  Directories that do not exist are created.
 CREATE VIRTUAL TABLE q1 USING tierstore(primary = 'data/single', durability = 'written', names = 'any', map_size = '1MiB');
 CREATE VIRTUAL TABLE q2 USING tierstore(primary = "data/double", durability = "durable", names = "ldk", map_size = "2MiB");
 CREATE VIRTUAL TABLE q3 USING tierstore(primary=data/bare, durability=written, names=any, map_size=64 KiB);
 CREATE VIRTUAL TABLE q4 USING tierstore(primary = 'data/gib', map_size = '1GiB');
 CREATE VIRTUAL TABLE q5 USING tierstore(primary = 'data/bytes', map_size = 1048576);
 CREATE VIRTUAL TABLE q6 USING tierstore(primary = 'data/kib', map_size = '256KiB');
-CREATE VIRTUAL TABLE q7 USING tierstore(primary = 'data/deep/er/dir');
+CREATE VIRTUAL TABLE q7 USING tierstore(primary = 'data/deep/er/dir', durability = applied, flush_interval = '250us', max_pending = '1MiB');
 SELECT name FROM sqlite_schema ORDER BY name;
 .shell ls data
 .shell ls data/single

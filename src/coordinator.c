@@ -66,6 +66,7 @@ struct ts_coord {
   pthread_cond_t work;         /* the flusher waits on it */
   pthread_cond_t done;         /* committers and waiters wait on it */
   pthread_t thread;
+  ts_worker *worker;           /* runs the backup's writes; NULL until one */
   int made;                    /* thread was created and not joined yet */
   int running, stop;
   ts_job *head, *tail;
@@ -181,8 +182,9 @@ static int ts_coord_write(ts_coord *co, ts_job **jobs, size_t n, int *primary_ok
   c.durability = level;
   c.journal = backup != NULL;
   c.backup_epoch = backup ? ts_coord_confirmed(co, backup) : 0;
+  if (backup && !co->worker) co->worker = ts_worker_new();   /* only the writer touches it */
   if (backup) {
-    ts_mirror_pair_init(&pair, backup, level);
+    ts_mirror_pair_init(&pair, backup, level, co->worker);
     hooks = ts_mirror_pair_hooks(&pair);
     c.hooks = &hooks;
     c.on_resolved = ts_mirror_pair_resolved;
@@ -383,12 +385,43 @@ static void ts_coord_retry_backup(ts_coord *co) {
   pthread_cond_broadcast(&co->done);
 }
 
+/* Write the queue's first jobs (one backup) as one write and settle
+** them; run by the flusher thread, or by a committer waiting for its own
+** commit when no write is under way (so a lone committer's commit costs
+** no hand-over to another thread).  Mutex held (released while writing). */
+static void ts_coord_flush(ts_coord *co) {
+  size_t n = 0;
+  int primary_ok = 0, rc;
+  ts_err err = {0, {0}};
+  ts_job **jobs = ts_coord_take(co, &n);
+  if (!jobs) {
+    ts_err_set(&err, TS_NOMEM, "out of memory flushing '%s'", ts_env_path(co->primary));
+    ts_coord_fail(co, &err);
+    return;
+  }
+  co->flushing = 1;
+  co->inflight = jobs;
+  co->ninflight = n;
+  pthread_mutex_unlock(&co->mu);
+  rc = ts_coord_write(co, jobs, n, &primary_ok, &err);
+  pthread_mutex_lock(&co->mu);
+  co->flushing = 0;
+  co->inflight = NULL;
+  co->ninflight = 0;
+  ts_coord_settle(co, jobs, n, rc, primary_ok, &err);
+  free(jobs);
+}
+
 /* The flusher thread. */
 static void *ts_coord_main(void *arg) {
   ts_coord *co = arg;
   pthread_mutex_lock(&co->mu);
   for (;;) {
     int64_t now = ts_now_ns();
+    if (co->flushing) {
+      pthread_cond_wait(&co->done, &co->mu);   /* a committer writes */
+      continue;
+    }
     if (co->failing && now < co->retry_at) {
       if (co->stop && !co->urgent) break;
       ts_cond_wait_until(&co->work, &co->mu, co->retry_at);
@@ -404,28 +437,7 @@ static void *ts_coord_main(void *arg) {
       else pthread_cond_wait(&co->work, &co->mu);
       continue;
     }
-    {
-      size_t n = 0;
-      int primary_ok = 0, rc;
-      ts_err err = {0, {0}};
-      ts_job **jobs = ts_coord_take(co, &n);
-      if (!jobs) {
-        ts_err_set(&err, TS_NOMEM, "out of memory flushing '%s'", ts_env_path(co->primary));
-        ts_coord_fail(co, &err);
-        continue;
-      }
-      co->flushing = 1;
-      co->inflight = jobs;
-      co->ninflight = n;
-      pthread_mutex_unlock(&co->mu);
-      rc = ts_coord_write(co, jobs, n, &primary_ok, &err);
-      pthread_mutex_lock(&co->mu);
-      co->flushing = 0;
-      co->inflight = NULL;
-      co->ninflight = 0;
-      ts_coord_settle(co, jobs, n, rc, primary_ok, &err);
-      free(jobs);
-    }
+    ts_coord_flush(co);
   }
   co->running = 0;
   pthread_cond_broadcast(&co->done);
@@ -524,12 +536,15 @@ int ts_coord_commit(ts_coord *co, ts_delta *d, const ts_coord_job *cfg,
       } else {
         co->nwaiting++;
       }
-      pthread_cond_signal(&co->work);
       if (j->level == TS_APPLIED) {
+        pthread_cond_signal(&co->work);
         pthread_mutex_unlock(&co->mu);
         return TS_OK;   /* the flusher owns the job now */
       }
-      while (!j->done) pthread_cond_wait(&co->done, &co->mu);
+      while (!j->done) {
+        if (!co->flushing && co->head && !co->failing) ts_coord_flush(co);
+        else pthread_cond_wait(&co->done, &co->mu);
+      }
       rc = j->rc;
       if (rc) *err = j->err;
       *epoch = j->f.epoch;
@@ -627,6 +642,7 @@ static void ts_coord_atfork_child(void) {
     pthread_cond_init(&co->work, NULL);
     pthread_cond_init(&co->done, NULL);
     co->running = co->made = 0;
+    co->worker = NULL;         /* its thread is the parent's */
     co->flushing = 0;
     co->urgent = 0;
     co->head = co->tail = NULL;
@@ -681,6 +697,7 @@ void ts_coord_close(ts_coord *co) {
   pthread_cond_signal(&co->work);
   pthread_mutex_unlock(&co->mu);
   if (co->made) pthread_join(co->thread, NULL);
+  ts_worker_free(co->worker);
   while (co->head) {
     ts_job *j = co->head;   /* a flush that kept failing: given up */
     co->head = j->next;

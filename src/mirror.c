@@ -294,14 +294,13 @@ static int ts_pair_before_commit(void *ctx) {
 }
 
 /* The second thread: the backup's write. */
-static void *ts_pair_thread(void *arg) {
+static void ts_pair_thread(void *arg) {
   ts_mirror_pair *p = arg;
   ts_write_hooks hooks = {ts_pair_before_commit, NULL, p};
   ts_env_commit_lock(p->backup);
   p->rc = ts_env_write(p->backup, p->dur, p->grow_hint, ts_pair_body, &hooks, p, &p->err);
   ts_env_commit_unlock(p->backup);
   if (p->begun == 0) ts_pair_begun(p, -1);   /* failed before its body */
-  return NULL;
 }
 
 /* The primary's write resolved changes: start the backup's write with the
@@ -319,7 +318,8 @@ void ts_mirror_pair_resolved(void *ctx, const ts_commit *c, int done) {
     p->begun = 0;
     p->have_verdict = 0;
     p->rc = TS_ERROR;
-    p->running = pthread_create(&p->thread, NULL, ts_pair_thread, p) == 0;
+    p->running = p->worker != NULL;
+    if (p->running) ts_worker_run(p->worker, ts_pair_thread, p);
     return;
   }
   if (!p->running) return;
@@ -342,7 +342,7 @@ static int ts_pair_primary_ready(void *ctx) {
   while (p->begun == 0) pthread_cond_wait(&p->cv, &p->mu);
   pthread_mutex_unlock(&p->mu);
   if (ts_fault_armed("after-backup") && p->begun == 1) {
-    pthread_join(p->thread, NULL);
+    ts_worker_join(p->worker);
     p->running = 0;
     if (p->rc == TS_OK) raise(SIGKILL);
   }
@@ -360,7 +360,7 @@ static void ts_pair_primary_done(void *ctx, int rc) {
   pthread_cond_broadcast(&p->cv);
   pthread_mutex_unlock(&p->mu);
   if (rc) {
-    pthread_join(p->thread, NULL);
+    ts_worker_join(p->worker);
     p->running = 0;
   }
 }
@@ -375,16 +375,18 @@ ts_write_hooks ts_mirror_pair_hooks(ts_mirror_pair *p) {
 ** no thread), else its error, worded in p->err. */
 int ts_mirror_pair_finish(ts_mirror_pair *p) {
   if (p->running) {
-    pthread_join(p->thread, NULL);
+    ts_worker_join(p->worker);
     p->running = 0;
   }
   if (!p->c || p->begun != 1) return TS_NOTFOUND;
   return p->rc ? ts_mirror_fail(p->backup, p->rc, &p->err) : TS_OK;
 }
 
-void ts_mirror_pair_init(ts_mirror_pair *p, ts_env *backup, ts_durability dur) {
+void ts_mirror_pair_init(ts_mirror_pair *p, ts_env *backup, ts_durability dur,
+                         ts_worker *worker) {
   memset(p, 0, sizeof(*p));
   p->backup = backup;
+  p->worker = worker;
   p->dur = dur;
   p->rc = TS_ERROR;
   pthread_mutex_init(&p->mu, NULL);

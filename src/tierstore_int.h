@@ -605,6 +605,19 @@ int ts_env_apply(ts_env *env, const ts_delta *d, ts_durability dur,
                  uint64_t *epoch, ts_err *err);
 
 /**************************************************************************
+** A long-lived thread running one function at a time (worker.c).
+*/
+typedef struct ts_worker ts_worker;
+/* A worker with its thread started; NULL when it cannot be. */
+ts_worker *ts_worker_new(void);
+/* Stop its thread (after the function it runs) and free it. */
+void ts_worker_free(ts_worker *w);
+/* Hand fn(arg) over (after the one it runs, if any). */
+void ts_worker_run(ts_worker *w, void (*fn)(void *), void *arg);
+/* Wait until the function handed over has returned. */
+void ts_worker_join(ts_worker *w);
+
+/**************************************************************************
 ** A backup environment kept equal to its primary (mirror.c).  Each takes
 ** the backup's commit lock itself; callers may hold the primary's.
 */
@@ -631,7 +644,7 @@ struct ts_mirror_pair {
   ts_durability dur;
   const ts_commit *c;        /* the primary's write (changes fill up) */
   size_t grow_hint;          /* for the backup's map, should it fill up */
-  pthread_t thread;
+  ts_worker *worker;         /* the thread it runs on */
   int running;
   pthread_mutex_t mu;
   pthread_cond_t cv;
@@ -644,7 +657,8 @@ struct ts_mirror_pair {
   int rc;                    /* TS_OK: the backup took the write */
   ts_err err;
 };
-void ts_mirror_pair_init(ts_mirror_pair *p, ts_env *backup, ts_durability dur);
+void ts_mirror_pair_init(ts_mirror_pair *p, ts_env *backup, ts_durability dur,
+                         ts_worker *worker);
 void ts_mirror_pair_free(ts_mirror_pair *p);
 void ts_mirror_pair_resolved(void *ctx, const ts_commit *c, int done);
 ts_write_hooks ts_mirror_pair_hooks(ts_mirror_pair *p);

@@ -1413,6 +1413,12 @@ int ts_env_write(ts_env *env, ts_durability dur, size_t grow_hint,
   return TS_OK;
 }
 
+/* LMDB's figures of the environment (map size, last page, last
+** transaction). */
+int ts_env_info(ts_env *env, MDB_envinfo *out) {
+  return mdb_env_info(env->mdb, out) ? TS_IOERR : TS_OK;
+}
+
 /* The write transaction's environment. */
 ts_env *ts_wtxn_env(ts_wtxn *w) { return w->env; }
 

@@ -543,6 +543,8 @@ int ts_snap_next_rowid(ts_snap *s, uint64_t *next, ts_err *err);
 int ts_snap_meta(ts_snap *s, const char *name, uint64_t *v, ts_err *err);
 /* Force everything to stable storage. */
 int ts_env_sync(ts_env *env, ts_err *err);
+/* LMDB's figures of the environment (mdb_env_info). */
+int ts_env_info(ts_env *env, MDB_envinfo *out);
 
 /* Commit resolved changes to the ephemeral tier, in key order (tier_mem.c;
 ** the commit lock of its environment held).  On failure nothing changes. */

@@ -502,7 +502,9 @@ int ts_coord_commit(ts_coord *co, ts_delta *d, const ts_coord_job *cfg,
   }
   j->backup = cfg->backup;
   j->mem = cfg->mem;
-  j->level = cfg->level;
+  /* a commit of ephemeral keys only waits for no disk: queued behind
+  ** others, it is acknowledged once queued */
+  j->level = j->f.nprimary ? cfg->level : TS_APPLIED;
   j->bytes = ts_delta_bytes(d) + 64 * ts_delta_count(d);
   j->due_ns = ts_now_ns() + cfg->flush_interval_ns;
   pthread_mutex_lock(&co->mu);

@@ -1,18 +1,27 @@
 """One process of the concurrency test (test_concurrency.py).
 
-    stress_worker.py PROC PRIMARY BACKUP SECONDS THREADS START
+    stress_worker.py PROC PRIMARY BACKUP SECONDS THREADS START [SHARED SHARED_DB]
 
-Waits for the file START, then runs THREADS threads for SECONDS seconds.
-Each thread opens its own connection (an in-memory database declaring the
-table on PRIMARY + BACKUP, with ephemeral rules 'eph, mix/e'; thread 0 uses
-durability 'durable', the others 'written') and alternates at random
-between write transactions and reads.
+Waits for the file START, then runs THREADS + SHARED threads for SECONDS
+seconds.  Each thread opens its own connection and alternates at random
+between write transactions and reads.  The first THREADS threads each use
+an in-memory database declaring the table on PRIMARY + BACKUP, with
+ephemeral rules 'eph, mix/e' (thread 0 with durability 'durable', the
+others 'written').  The SHARED threads all open the one database file
+SHARED_DB and declare the table in their connection's temp schema
+(`CREATE VIRTUAL TABLE temp.kv ...`), so SQLite's lock on that file never
+comes between their transactions, with durability 'durable', 'written'
+and 'applied' in turn.  All threads of the process commit through its one
+write coordinator of PRIMARY, so their commits share flushes.
 
 Write transactions (each writes all NKEYS keys of one group with one marker
 in NKEYS statements, or deletes the group with one statement):
   grp   ('grp', 'gG', 'kJ')                durable, shared by all processes;
         also inserts a log key ('log', 'pPtT', 'nNNNNNN') whose epoch, read
-        back after COMMIT, is reported.  Two variants: 'upd' sets the
+        back after COMMIT, is reported (at 'applied' it is read back only
+        one time in four, which also checks that the commit is visible at
+        once in its process: reading it waits for the flush; otherwise the
+        test takes the epoch from the primary at the end).  Two variants: 'upd' sets the
         group's value with one UPDATE (all its keys, or none when the
         statement's snapshot has no such group); 'sp' writes the group,
         then inside a SAVEPOINT writes half of another group and deletes a
@@ -28,8 +37,9 @@ Reads (one SELECT each) and their invariants:
     never goes below what this thread saw before.
 
 Prints one JSON object: operation counts, the violations by kind (with a
-few examples each), and the durable commits [group, marker, epoch, op] (op: put, del, or nop for a
-DELETE that found no row).
+few examples each), the durable commits [group, marker, epoch, op] (op: put, del, or nop for a
+DELETE that found no row; epoch null for an 'applied' commit not read back), and how
+many commits wrote the primary ("primary_commits").
 """
 import json
 import os
@@ -43,14 +53,17 @@ from crashlib import connect, table_sql
 
 NKEYS = 4
 GROUPS = 6
+LEVELS = ("durable", "written", "applied")    # of the SHARED threads, in turn
 
 
 def main():
     proc, primary, backup, seconds, nthreads, start = sys.argv[1:7]
     proc, seconds, nthreads = int(proc), float(seconds), int(nthreads)
+    nshared = int(sys.argv[7]) if len(sys.argv) > 7 else 0
+    shared_db = sys.argv[8] if len(sys.argv) > 8 else None
     lock = threading.Lock()
     result = {"proc": proc, "writes": 0, "reads": 0, "rows_read": 0, "violations": {}, "commits": [],
-              "kinds": {}}
+              "kinds": {}, "levels": {}, "primary_commits": 0, "applied_read_back": 0}
 
     def violation(kind, detail):
         with lock:
@@ -63,10 +76,17 @@ def main():
         rng = random.Random(proc * 1000 + t)
         seen = {}                      # key -> newest epoch this thread saw
         commits, kinds = [], {}
-        writes = reads = rows_read = 0
+        writes = reads = rows_read = primary_commits = read_back = 0
+        if t < nthreads:
+            level = "durable" if t == 0 else "written"
+        else:
+            level = LEVELS[(t - nthreads) % len(LEVELS)]
         try:
-            con = connect(":memory:", table_sql(primary=primary, backup=backup, ephemeral="eph, mix/e",
-                                                durability="durable" if t == 0 else "written"))
+            sql = table_sql(primary=primary, backup=backup, ephemeral="eph, mix/e", durability=level)
+            if t < nthreads:
+                con = connect(":memory:", sql)
+            else:
+                con = connect(shared_db, sql.replace("IF NOT EXISTS kv", "IF NOT EXISTS temp.kv"))
             me = "p%dt%d" % (proc, t)
             n = 0
             deadline = time.monotonic() + seconds
@@ -124,10 +144,21 @@ def main():
                     if durable:
                         con.execute("INSERT INTO kv VALUES ('log', ?, ?, ?)", (me, "n%06d" % n, marker))
                     con.execute("COMMIT")
-                    if durable:
-                        e = con.execute("SELECT epoch FROM kv WHERE primary_namespace='log' AND "
-                                        "secondary_namespace=? AND key=?", (me, "n%06d" % n)).fetchone()[0]
+                    if durable or (kind == "mix" and op != "nop"):
+                        primary_commits += 1
+                    if durable and (level != "applied" or rng.random() < 0.25):
+                        row = con.execute("SELECT epoch FROM kv WHERE primary_namespace='log' AND "
+                                          "secondary_namespace=? AND key=?", (me, "n%06d" % n)).fetchone()
+                        if row is None:
+                            violation("commit not visible in its process",
+                                      "%s (%s): its log key is not found right after COMMIT" % (marker, level))
+                            e = None
+                        else:
+                            e = row[0]
+                        read_back += level == "applied"
                         commits.append(["g%d" % g, marker, e, op])
+                    elif durable:
+                        commits.append(["g%d" % g, marker, None, op])
                     kinds[kind] = kinds.get(kind, 0) + 1
                     n += 1
                     writes += 1
@@ -153,6 +184,9 @@ def main():
         except Exception:
             violation("error", traceback.format_exc()[-1500:])
         with lock:
+            result["levels"][level] = result["levels"].get(level, 0) + writes
+            result["primary_commits"] += primary_commits
+            result["applied_read_back"] += read_back
             result["writes"] += writes
             result["reads"] += reads
             result["rows_read"] += rows_read
@@ -162,7 +196,7 @@ def main():
 
     while not os.path.exists(start):
         time.sleep(0.005)
-    threads = [threading.Thread(target=worker, args=(t,)) for t in range(nthreads)]
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(nthreads + nshared)]
     for th in threads:
         th.start()
     for th in threads:

@@ -10,8 +10,14 @@
 ** and registered on every connection with sqlite3_tierstore_init.  Every
 ** thread opens an in-memory database declaring the table kv on the same
 ** primary and backup directories, with the ephemeral rules 'eph, mix/e'
-** (thread 0 with durability 'durable', the others 'written'), and then runs
-** OPS_PER_THREAD operations chosen at random:
+** and durability 'durable', 'written' and 'applied' (flush_interval 2ms) in
+** turn by thread, and then runs OPS_PER_THREAD operations chosen at
+** random.  Every thread commits through the process's one write
+** coordinator of the primary: its flusher thread writes what the threads
+** queued as one write (group commit), the backup written by a second
+** thread at the same time; 'applied' commits return once queued and are
+** written by the flusher's timer or when a read needs them.  The
+** operations:
 **   - a write transaction on one group of 4 keys: ('grp', gG, kJ) in the
 **     primary, ('eph', gG, kJ) in the ephemeral tier, or ('mix', 'd'|'e',
 **     gGkJ), two keys in each tier; REPLACE of all 4 with one marker, or
@@ -24,7 +30,8 @@
 **     commit hands its changes to the backup's thread, so that hand-over
 **     runs while other threads commit and read;
 **   - now and then 'verify' (in one process the backup is level with the
-**     primary whenever no commit holds the commit lock).
+**     primary whenever no write holds the commit lock) or 'sync' (waits
+**     until everything queued is written).
 ** Whether one statement sees a transaction that spans both tiers whole is
 ** checked by tests/crash/test_concurrency.py, not here.
 **
@@ -50,7 +57,7 @@ static char root[64];
 static int ops_per_thread = 300;
 static pthread_mutex_t report_mu = PTHREAD_MUTEX_INITIALIZER;
 static int failures = 0;
-static long total_writes = 0, total_bulks = 0, total_reads = 0, total_verifies = 0;
+static long total_writes = 0, total_bulks = 0, total_reads = 0, total_verifies = 0, total_syncs = 0;
 
 static void fail(int t, const char *what, const char *detail) {
   pthread_mutex_lock(&report_mu);
@@ -71,6 +78,8 @@ static int exec(sqlite3 *db, int t, const char *sql) {
   return rc;
 }
 
+static const char *const level_name[3] = {"durable", "written", "applied"};
+
 static sqlite3 *open_table(int t, const char *durability) {
   sqlite3 *db = NULL;
   char sql[512];
@@ -80,8 +89,8 @@ static sqlite3 *open_table(int t, const char *durability) {
   }
   snprintf(sql, sizeof(sql),
            "CREATE VIRTUAL TABLE kv USING tierstore(primary='%s/primary', backup='%s/backup', "
-           "ephemeral='eph, mix/e', durability='%s')",
-           root, root, durability);
+           "ephemeral='eph, mix/e', durability='%s'%s)",
+           root, root, durability, strcmp(durability, "applied") ? "" : ", flush_interval='2ms'");
   exec(db, t, sql);
   return db;
 }
@@ -210,8 +219,8 @@ static void *worker(void *arg) {
   int t = (int)(long)arg;
   unsigned seed = 1234u + (unsigned)t * 7919u;
   sqlite3_int64 seen[KINDS][GROUPS][NKEYS];
-  long writes = 0, bulks = 0, reads = 0, verifies = 0;
-  sqlite3 *db = open_table(t, t == 0 ? "durable" : "written");
+  long writes = 0, bulks = 0, reads = 0, verifies = 0, syncs = 0;
+  sqlite3 *db = open_table(t, level_name[t % 3]);
   memset(seen, 0, sizeof(seen));
   for (int n = 0; n < ops_per_thread; n++) {
     int r = n == 1 ? 95 : rand_r(&seed) % 100;   /* every thread: one bulk early on */
@@ -224,9 +233,12 @@ static void *worker(void *arg) {
     } else if (r < 97) {
       bulk_txn(db, t, n);
       bulks++;
-    } else {
+    } else if (r < 99) {
       exec(db, t, "INSERT INTO kv(kv) VALUES ('verify')");
       verifies++;
+    } else {
+      exec(db, t, "INSERT INTO kv(kv) VALUES ('sync')");
+      syncs++;
     }
   }
   sqlite3_close(db);
@@ -235,6 +247,7 @@ static void *worker(void *arg) {
   total_bulks += bulks;
   total_reads += reads;
   total_verifies += verifies;
+  total_syncs += syncs;
   pthread_mutex_unlock(&report_mu);
   return NULL;
 }
@@ -268,7 +281,7 @@ int main(int argc, char **argv) {
   sqlite3_close(db);
   nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
   printf("threads: %d threads x %d operations: %ld write transactions, %ld bulk transactions, "
-         "%ld listings, %ld verifies, %d failures\n",
-         nthreads, ops_per_thread, total_writes, total_bulks, total_reads, total_verifies, failures);
+         "%ld listings, %ld verifies, %ld syncs, %d failures\n",
+         nthreads, ops_per_thread, total_writes, total_bulks, total_reads, total_verifies, total_syncs, failures);
   return failures ? 1 : 0;
 }

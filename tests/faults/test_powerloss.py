@@ -35,6 +35,16 @@ How it works
      (the two are written at the same time);
      then the table opens with the extension (catching the backup up),
      reads the primary's state, passes `verify`, commits, passes `verify`.
+  6. 'applied' (test_applied_group_flushes_...): the writer's commits
+     return once queued, and its transactions only REPLACE (no statement
+     waits for the queue), so the flusher writes several commits as one
+     write of an epoch range, the primary and the backup at the same time;
+     every few commits the writer runs `sync` (everything queued written,
+     both environments flushed) and only then puts its "ack" mark.  The
+     checks are those of 5, with "acknowledged" meaning synced: each
+     environment holds exactly the state after some commit (a flush is
+     never half applied, and never one commit of it without the ones
+     before), at least the last synced one.
 
 What it cannot catch (see the README): torn writes inside a 512-byte
 sector; a disk that reorders writes across a flush or acknowledges a flush
@@ -60,7 +70,8 @@ from conftest import (REPORT, RawView, check_env, check_indexes, raw_rows, run_c
 SCALE = scale()
 STATS = {"scenarios": 0, "commits": 0, "cut points": 0, "sync points": 0, "commit points": 0, "writes replayed": 0,
          "stores opened": 0, "backup behind the primary": 0, "backup ahead of the primary": 0,
-         "acknowledged commit lost (written)": 0, "new backup unreadable (removed, refilled)": 0}
+         "acknowledged commit lost (written)": 0, "new backup unreadable (removed, refilled)": 0,
+         "applied commits": 0, "applied: primary flushes besides sync": 0}
 
 REPORT['power loss'] = STATS
 
@@ -79,12 +90,30 @@ epochs = {}
 con = connect(cfg["db"], cfg["table"])
 for j in range(cfg["first"], cfg["last"] + 1):
     mark("begin %d" % j)
-    workload.write_ops(con, workload.pl_ops(j))
+    workload.write_ops(con, workload.pl_ops(j, **cfg.get("ops", {})))
     e = con.execute("SELECT epoch FROM kv WHERE primary_namespace='' AND secondary_namespace='' "
                     "AND key='last'").fetchone()[0]
     mark("ack %d %d" % (j, e))
     epochs[j] = e
 done({"epochs": epochs})
+'''
+
+# 'applied': COMMIT returns once the commit is queued; reading it back would
+# wait for its write, so the writer only marks what a `sync` made durable
+# and takes the epochs from the commits' own keys at the end
+WRITER_APPLIED = '''
+cfg = json.loads(sys.argv[1])
+mark = (lambda t: LIB.tsfault_mark(t.encode())) if LIB else (lambda t: None)
+con = connect(cfg["db"], cfg["table"])
+for j in range(cfg["first"], cfg["last"] + 1):
+    mark("begin %d" % j)
+    workload.write_ops(con, workload.pl_ops(j, **cfg.get("ops", {})))
+    if j % cfg["sync_every"] == 0 or j == cfg["last"]:
+        cmd(con, "sync")
+        mark("ack %d 0" % j)
+epochs = {int(k[1:]): e for k, e in con.execute(
+    "SELECT key, epoch FROM kv WHERE primary_namespace='pl' AND secondary_namespace='created'")}
+done({"epochs": {j: e for j, e in epochs.items() if cfg["first"] <= j <= cfg["last"]}})
 '''
 
 CHECKER = '''
@@ -97,7 +126,7 @@ for cfg in json.load(open(sys.argv[1])):
         r["open"] = {"ok": True}
         r["rows1"] = attempt(lambda: rows(con))
         r["verify1"] = attempt(cmd, con, "verify")
-        r["commit"] = attempt(workload.write_ops, con, workload.pl_ops(cfg["next"]))
+        r["commit"] = attempt(workload.write_ops, con, workload.pl_ops(cfg["next"], **cfg["ops"]))
         r["verify2"] = attempt(cmd, con, "verify")
         r["rows2"] = attempt(lambda: rows(con))
         con.close()
@@ -113,7 +142,7 @@ for cfg in json.load(open(sys.argv[1])):
             r["open"] = {"ok": True}
             r["rows1"] = attempt(lambda: rows(con))
             r["verify1"] = attempt(cmd, con, "verify")
-            r["commit"] = attempt(workload.write_ops, con, workload.pl_ops(cfg["next"]))
+            r["commit"] = attempt(workload.write_ops, con, workload.pl_ops(cfg["next"], **cfg["ops"]))
             r["verify2"] = attempt(cmd, con, "verify")
             r["rows2"] = attempt(lambda: rows(con))
             con.close()
@@ -122,12 +151,12 @@ done({"res": res})
 '''
 
 
-def row_epochs(x, epochs):
+def row_epochs(x, epochs, ops=None):
     """{key: epoch of the last commit <= x that wrote it} for keys present
     after x commits."""
     out = {}
     for j in range(1, x + 1):
-        for op in workload.pl_ops(j):
+        for op in workload.pl_ops(j, **(ops or {})):
             if op[0] == "put":
                 out[op[1]] = epochs[j]
             else:
@@ -135,7 +164,7 @@ def row_epochs(x, epochs):
     return out
 
 
-def which_commit(view, states, epochs, what, name):
+def which_commit(view, states, epochs, what, name, ops=None):
     """The commit number whose state view holds, exactly (keys, values,
     epochs, last_epoch), or an AssertionError."""
     rows = raw_rows(view)
@@ -149,7 +178,7 @@ def which_commit(view, states, epochs, what, name):
         changed = sorted(k for k in set(rows) & set(want) if rows[k] != want[k])[:4]
         raise AssertionError("%s: the %s holds part of a transaction (its 'last' key says %d): extra %s, "
                              "missing %s, changed %s" % (what, name, x, extra, missing, changed))
-    want_epochs = row_epochs(x, epochs)
+    want_epochs = row_epochs(x, epochs, ops)
     got_epochs = {k: v[1] for k, v in view.rows.items()}
     assert got_epochs == want_epochs, "%s: the %s's rows carry other epochs than commit %d gave them" % (
         what, name, x)
@@ -160,17 +189,22 @@ def which_commit(view, states, epochs, what, name):
 
 
 def run_scenario(root, durability, commits, pre=0, map_size=None, new_backup=False, sample=None,
-                 mids=20, seed=1, bounds_check=True, policies=powerloss.POLICIES):
+                 mids=20, seed=1, bounds_check=True, policies=powerloss.POLICIES, ops=None, sync_every=None):
     """Record a writer, then check cut points.  sample: how many of the sync
     points to check (None: all; with new_backup, every sync point of the
     writer's open is checked too).  The moment after each COMMIT returned
-    is always a cut.  Returns [(cut, policy, acked, x, y)]."""
+    (with 'applied': each `sync`, every sync_every commits) is always a cut.
+    ops: keyword arguments of workload.pl_ops.  Returns [(cut, policy,
+    acked, x, y)]."""
     rng = random.Random(seed)
+    ops = ops or {}
+    applied = durability == "applied"
+    writer = WRITER_APPLIED if applied else WRITER
     P, B = os.path.realpath(root / "p"), os.path.realpath(root / "b")
     # 1. the base: the table created (and `pre` commits made) without recording
     tsql = table(P, B, durability, map_size)
     setup = run_child(WRITER, [json.dumps({"db": str(root / "setup.db"), "table": tsql, "first": 1,
-                                           "last": pre})], env=shim_env([]))
+                                           "last": pre, "ops": ops})], env=shim_env([]))
     epochs = {int(k): v for k, v in setup["epochs"].items()}
     if new_backup:
         shutil.rmtree(B)         # the writer's open creates and fills it
@@ -185,12 +219,25 @@ def run_scenario(root, durability, commits, pre=0, map_size=None, new_backup=Fal
     # 2. the writer, recorded
     log_path = str(root / "io.log")
     env = shim_env([P, B], armed=1, record=log_path)
-    out = run_child(WRITER, [json.dumps({"db": str(root / "w.db"), "table": tsql, "first": pre + 1,
-                                         "last": commits})], env=env, timeout=600)
+    out = run_child(writer, [json.dumps({"db": str(root / "w.db"), "table": tsql, "first": pre + 1,
+                                         "last": commits, "ops": ops, "sync_every": sync_every})],
+                    env=env, timeout=600)
     epochs.update({int(k): v for k, v in out["epochs"].items()})
     log = powerloss.Log(log_path)
     assert set(log.files) <= set(data), "writes to unexpected files: %s" % log.files
-    assert len(log.acks) == commits - pre
+    if applied:
+        assert len(log.acks) == commits // sync_every - pre // sync_every + (commits % sync_every != 0)
+        # group commit: the flushes (one data-file flush of the primary
+        # each, besides those of `sync`) carried several commits
+        pdata = os.path.join(P, "data.mdb")
+        flushes = sum(1 for r in log.records if r.type == powerloss.SYNC_BEGIN and r.path == pdata)
+        assert flushes - len(log.acks) < commits - pre, (
+            "%d commits, %d flushes of the primary's data file besides the %d of `sync`: no write carried "
+            "several commits" % (commits - pre, flushes - len(log.acks), len(log.acks)))
+        STATS["applied commits"] += commits - pre
+        STATS["applied: primary flushes besides sync"] += flushes - len(log.acks)
+    else:
+        assert len(log.acks) == commits - pre
     # 3. the log replays to the writer's final files
     final, _, _, _ = log.rebuild(len(log.records), "all", data, rng)
     for path, content in final.items():
@@ -198,7 +245,7 @@ def run_scenario(root, durability, commits, pre=0, map_size=None, new_backup=Fal
             assert f.read() == content, "replaying the whole log does not give %s" % path
     shm_final = {"p": read_or_none(os.path.join(P, "tierstore.shm")),
                  "b": read_or_none(os.path.join(B, "tierstore.shm"))}
-    states = workload.pl_states(commits)
+    states = workload.pl_states(commits, **ops)
     # 4. cut points: (position, kind, policy or None for the next in turn)
     syncs = log.sync_points()
     picked = syncs if sample is None else sorted(rng.sample(syncs, min(sample, len(syncs))))
@@ -243,10 +290,11 @@ def run_scenario(root, durability, commits, pre=0, map_size=None, new_backup=Fal
                 with open(os.path.join(dirpath, "tierstore.shm"), "wb") as f:
                     f.write(shm)
         acked, begun = log.acked_before(cut), log.begun_before(cut)
-        lo = max(pre, acked if durability == "durable" else acked - 1)
+        # 'applied': acked means synced
+        lo = max(pre, acked if durability in ("durable", "applied") else acked - 1)
         hi = max(pre, begun)
         # the rebuilt environments, read from outside
-        x = which_commit(RawView(cp), states, epochs, what, "primary")
+        x = which_commit(RawView(cp), states, epochs, what, "primary", ops)
         outcome.append((cut, policy, acked, x))
         if not bounds_check:
             continue
@@ -260,7 +308,7 @@ def run_scenario(root, durability, commits, pre=0, map_size=None, new_backup=Fal
             y = new_backup_state(cb, states, epochs, what, unborn)
             assert y in (None, 0) or lo <= y <= hi, "%s: the new backup holds commit %d" % (what, y)
         else:
-            y = which_commit(RawView(cb), states, epochs, what, "backup")
+            y = which_commit(RawView(cb), states, epochs, what, "backup", ops)
             assert lo <= y <= hi, "%s: the backup holds commit %d; acknowledged before the cut: %d, begun: %d" % (
                 what, y, acked, begun)
             # the two are written at the same time: either may hold a commit
@@ -272,7 +320,7 @@ def run_scenario(root, durability, commits, pre=0, map_size=None, new_backup=Fal
         STATS["backup ahead of the primary"] += y is not None and y > x
         STATS["acknowledged commit lost (written)"] += x < acked
         checks.append(({"db": str(d / "c.db"), "table": table(cp, cb, durability, map_size), "next": x + 1,
-                        "unborn": unborn, "backup": cb}, x, cp, cb, what))
+                        "unborn": unborn, "backup": cb, "ops": ops}, x, cp, cb, what))
         STATS["cut points"] += 1
         STATS["sync points"] += kind == "sync"
         STATS["commit points"] += kind == "commit returned"
@@ -310,7 +358,7 @@ def open_stores(checks, states, root):
             assert r[step]["ok"], "%s: after the power loss, %s failed: %s" % (what, step, r[step])
         for step, n in (("rows1", x), ("rows2", x + 1)):
             got = {(a, b_, c): bytes.fromhex(v) for a, b_, c, v in r[step]["value"]}
-            want = states[n] if n < len(states) else workload.apply(states[x], workload.pl_ops(n))
+            want = states[n] if n < len(states) else workload.apply(states[x], workload.pl_ops(n, **cfg["ops"]))
             assert got == want, "%s: the table reads another state than commit %d (%s)" % (what, n, step)
         check_env(cp)
         check_env(cb)
@@ -370,6 +418,14 @@ def test_durable_while_a_new_backup_is_filled(workdir):
     (10 commits), then commits on: power lost during the copy too."""
     run_scenario(workdir, "durable", commits=10 + 15 * SCALE, pre=10, new_backup=True, sample=40 * SCALE,
                  mids=15 * SCALE, seed=14)
+
+
+def test_applied_group_flushes_lose_only_unsynced_commits(workdir):
+    """'applied', primary + backup: commits queued and written several at a
+    time (each write an epoch range, the primary and the backup at the same
+    time), `sync` every 5 commits; every sync point of the run is a cut."""
+    run_scenario(workdir, "applied", commits=30 * SCALE, sample=None, mids=30 * SCALE, seed=16,
+                 ops={"dels": 0}, sync_every=5)
 
 
 def test_the_simulation_loses_unflushed_commits(workdir):

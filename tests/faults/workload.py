@@ -88,13 +88,17 @@ def write_ops(con, ops, table="kv", commit=True):
 # small key space, deletes some, and creates new ones, so the state after j
 # commits is known exactly and differs from the state after every other j.
 
-def pl_ops(j, keys=40, big_every=7):
+def pl_ops(j, keys=40, big_every=7, dels=2):
+    """dels: keys deleted per transaction (a DELETE statement reads the
+    table, which in the writer's process waits until its queued 'applied'
+    commits are written; with dels=0 a transaction only REPLACEs, and such
+    commits queue up and share flushes)."""
     import random
     rng = random.Random(j * 7919)
     ops = [("put", ("", "", "last"), str(j).encode())]
     for k in rng.sample(range(keys), 6):
         ops.append(("put", key("p%03d" % k, ns="pl"), val("pl%d" % j, k, rng.choice((16, 200, 1500)))))
-    for k in rng.sample(range(keys), 2):
+    for k in rng.sample(range(keys), dels):
         ops.append(("del", key("p%03d" % k, ns="pl")))
     ops.append(("put", key("c%05d" % j, ns="pl", sns="created"), val("c", j, 40)))
     if big_every and j % big_every == 0:
@@ -103,9 +107,9 @@ def pl_ops(j, keys=40, big_every=7):
     return ops
 
 
-def pl_states(n, keys=40, big_every=7):
+def pl_states(n, keys=40, big_every=7, dels=2):
     """[state after 0 commits, after 1, ..., after n]."""
     states = [{}]
     for j in range(1, n + 1):
-        states.append(apply(states[-1], pl_ops(j, keys, big_every)))
+        states.append(apply(states[-1], pl_ops(j, keys, big_every, dels)))
     return states

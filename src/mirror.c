@@ -19,9 +19,10 @@
 ** only the backup took is undone), the epochs it missed are replayed from
 ** the primary's replay records (the keys each epoch changed), and where
 ** those records do not reach back (a new backup, one that missed a write
-** by a table without it, one written through a table that named it as its
-** primary) the backup gets a full copy.  Reconciling reads only the keys
-** of the epochs that differ.
+** by a table without it) the backup gets a full copy.  Reconciling reads
+** only the keys of the epochs that differ.  (Writes made through a table
+** that names the backup as its primary leave no record of their own:
+** `verify` finds them and `repair` copies the primary.)
 */
 #include "tierstore_int.h"
 

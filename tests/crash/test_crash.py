@@ -80,6 +80,7 @@ choices; TIERSTORE_CRASH_LEVELS (e.g. 'applied') runs only some levels.
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -279,7 +280,38 @@ class Harness:
         lines += ["  - " + p for p in problems[:25]]
         if len(problems) > 25:
             lines.append("  ... %d more" % (len(problems) - 25))
+        lines += ["  " + x for x in self.post_mortem()]
+        keep = os.environ.get("TIERSTORE_CRASH_KEEP")
+        if keep:
+            # pytest keeps only its last few temporary directories
+            dest = os.path.join(keep, "%s-seed%d-round%d" % (self.durability, self.seed, self.round))
+            shutil.copytree(self.dir, dest, symlinks=True, ignore_dangling_symlinks=True)
+            lines.append("  copied to %s" % dest)
         pytest.fail("\n".join(lines), pytrace=False)
+
+    def post_mortem(self):
+        """What the round's writers did and what both environments record,
+        for a failure's message."""
+        out = []
+        for w in getattr(self, "round_writers", []):
+            desc = "writer %s: %s%s, %s, %d thread(s)" % (
+                w.wid, w.strategy, " at %d (%s)" % (w.fault_at, w.fault_kind) if w.fault_at >= 0 else "",
+                "killed by the harness" if w.killed else "died by itself", w.nthreads)
+            for lw in w.lws:
+                intents, acks = getattr(w, "intents", {}).get(lw, {}), getattr(w, "acks", {}).get(lw, {})
+                desc += "; %s: %d intents (last %s), %d acknowledged (last %s)" % (
+                    lw, len(intents), max(intents) if intents else None, len(acks),
+                    "%d at epoch %d" % (max(acks), acks[max(acks)][0]) if acks else None)
+            out.append(desc)
+        try:
+            for name, path in (("primary", self.primary), ("backup", self.backup)):
+                e = Raw(path)
+                logs = sorted((v[1], k[1], k[2]) for k, v in e.rows.items() if k[0] == "log")[-4:]
+                out.append("%s: last_epoch %d, last_flush %s, replay records %r, newest log keys %r" % (
+                    name, e.last_epoch, e.meta.get(b"last_flush", b"").hex(), e.replay[-6:], logs))
+        except Exception as ex:         # the message matters more
+            out.append("reading the environments failed: %r" % (ex,))
+        return out
 
     # -- one round ---------------------------------------------------------
 
@@ -293,6 +325,7 @@ class Harness:
             nthreads = self.rng.choice(self.level["threads"])
             writers.append(Writer(self, "r%d-w%d" % (self.round, i), strategy, fault_at, nthreads,
                                   self.level["idle"]))
+        self.round_writers = writers
         plans = [self.plan(w) for w in writers]
         threads = [threading.Thread(target=p) for p in plans]
         for t in threads:

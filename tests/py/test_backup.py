@@ -521,8 +521,10 @@ while True:
 
 
 def test_writer_killed_at_random_points(tmp_path, run_py):
-    """SIGKILL from outside at arbitrary moments: the backup is never ahead,
-    and the next open brings it level (verify passes, restore equals)."""
+    """SIGKILL from outside at arbitrary moments: the backup is ahead at
+    most by the one write in flight (one connection, one commit per write:
+    one epoch, never acknowledged), and the next open brings it level
+    (verify passes, restore equals)."""
     import random
     rng = random.Random(7)
     table = tsql(tmp_path)
@@ -534,7 +536,7 @@ def test_writer_killed_at_random_points(tmp_path, run_py):
         proc.kill()
         proc.communicate(timeout=60)
         p, b = raw_stores(P, B)
-        assert b.last_epoch <= p.last_epoch, "the backup got ahead of the primary"
+        assert b.last_epoch <= p.last_epoch + 1, "the backup got ahead of the primary by more than the write in flight"
         assert b.store_id == p.store_id
         assert p.last_epoch > 0
     run_py("connect(sys.argv[1], table=sys.argv[2]).execute(\"INSERT INTO kv(kv) VALUES ('verify')\")",

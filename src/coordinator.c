@@ -207,9 +207,8 @@ static int ts_coord_write(ts_coord *co, ts_job **jobs, size_t n, int *primary_ok
         /* the backup was not on the primary's last write, or its write
         ** failed: reconcile it with the primary now; when that fails too,
         ** the first cause is the one to report */
-        const char *f = getenv("TIERSTORE_FAULT");
         int first = brc;
-        if (f && !strcmp(f, "after-primary")) raise(SIGKILL);
+        if (ts_fault_armed("after-primary")) raise(SIGKILL);
         brc = ts_mirror_catch_up(env, backup, level, 0, &berr);
         if (brc == TS_OK) ts_coord_confirm(co, backup, c.last_epoch);
         else if (first != TS_NOTFOUND) {

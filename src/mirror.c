@@ -43,7 +43,7 @@ struct ts_mirror {
 
 /* Test-only fault points: TIERSTORE_FAULT names the point at which the
 ** process kills itself, as a crash there would. */
-static int ts_fault_armed(const char *name) {
+int ts_fault_armed(const char *name) {
   const char *f = getenv("TIERSTORE_FAULT");
   return f && !strcmp(f, name);
 }

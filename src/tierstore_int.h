@@ -623,6 +623,9 @@ void ts_worker_join(ts_worker *w);
 ** A backup environment kept equal to its primary (mirror.c).  Each takes
 ** the backup's commit lock itself; callers may hold the primary's.
 */
+/* Test-only fault points: is TIERSTORE_FAULT set to name (the process
+** then kills itself there, as a crash would)? */
+int ts_fault_armed(const char *name);
 /* Make the backup equal to the primary's newest state: undo the writes
 ** only the backup took, replay the epochs it missed, or copy everything
 ** (when the records do not reach back, or force). */

@@ -81,6 +81,17 @@ def run_child(code, *args, timeout=120):
     return p.stdout
 
 
+
+def prefix_items(txn, db, prefix):
+    """The (key, value) items of db whose keys start with prefix, in key order."""
+    cur = txn.cursor(db=db)
+    if not cur.set_range(prefix):
+        return
+    for k, v in cur:
+        if not k.startswith(prefix):
+            return
+        yield k, v
+
 class RawWatcher(threading.Thread):
     """Reads the primary and the backup with python3-lmdb while the workers
     run (this process never loads the extension)."""
@@ -131,14 +142,10 @@ class RawWatcher(threading.Thread):
                                 continue    # a commit in flight: begin again (README)
                             p_epoch = struct.unpack(">Q", txn.get(b"last_epoch", db=p_meta))[0]
                             groups = {}
-                            cur = txn.cursor(db=p_data)
-                            if cur.set_range(b"grp\0"):
-                                for k, v in cur:
-                                    if not k.startswith(b"grp\0"):
-                                        break
-                                    _, g, _ = k.split(b"\0")
-                                    rowid, epoch = struct.unpack(">QQ", v[:16])
-                                    groups.setdefault(g, []).append((epoch, bytes(v[17:])))
+                            for k, v in prefix_items(txn, p_data, b"grp\0"):
+                                _, g, _ = k.split(b"\0")
+                                rowid, epoch = struct.unpack(">QQ", v[:16])
+                                groups.setdefault(g, []).append((epoch, bytes(v[17:])))
                     except lmdb.MapResizedError:
                         reopen(self.primary)
                         continue
@@ -146,14 +153,10 @@ class RawWatcher(threading.Thread):
                         # ahead: a write the backup committed first; note
                         # the log keys it holds above the primary's epoch
                         above = {}
-                        cur = btxn.cursor(db=b_data)
-                        if cur.set_range(b"log\0"):
-                            for k, v in cur:
-                                if not k.startswith(b"log\0"):
-                                    break
-                                epoch = struct.unpack(">Q", v[8:16])[0]
-                                if epoch > p_epoch:
-                                    above[bytes(k)] = epoch
+                        for k, v in prefix_items(btxn, b_data, b"log\0"):
+                            epoch = struct.unpack(">Q", v[8:16])[0]
+                            if epoch > p_epoch:
+                                above[bytes(k)] = epoch
                         self.ahead.append((p_epoch, b_epoch, above))
                 finally:
                     btxn.abort()

@@ -1462,7 +1462,10 @@ int ts_env_reserve(ts_env *env, size_t nfresh, uint64_t *epoch,
 
 /* Flush the environment to stable storage. */
 int ts_env_sync(ts_env *env, ts_err *err) {
-  int rc = mdb_env_sync(env->mdb, 1);
+  int rc;
+  ts_env_read_lock(env); /* the sync flags may be changing (ts_env_sync_flags) */
+  rc = mdb_env_sync(env->mdb, 1);
+  ts_env_read_unlock(env);
   if (rc) return ts_env_fail(env, rc, "syncing", err);
   return TS_OK;
 }

@@ -12,7 +12,11 @@
 ** sqlite3_tierstore_init(db, NULL, NULL) on each connection.
 */
 #include "tierstore_ext.h"
+#include "tierstore.h"
 SQLITE_EXTENSION_INIT1
+
+_Static_assert(TIERSTORE_FORMAT_VERSION == TS_FORMAT_VERSION,
+               "include/tierstore.h states the on-disk format version of src/");
 
 #ifdef _WIN32
 __declspec(dllexport)
@@ -23,6 +27,7 @@ int sqlite3_tierstore_init(sqlite3 *db, char **errmsg,
   int rc;
   SQLITE_EXTENSION_INIT2(api);
   rc = ts_vtab_register(db);
+  if (rc == SQLITE_OK) rc = ts_status_register(db);
   if (rc != SQLITE_OK) {
     if (errmsg) *errmsg = sqlite3_mprintf("tierstore: cannot register the module: %s", sqlite3_errstr(rc));
     return rc;

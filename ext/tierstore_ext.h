@@ -32,6 +32,11 @@ void ts_config_free(ts_config *cfg);
 
 /* Register the tierstore module on db (vtab.c). */
 int ts_vtab_register(sqlite3 *db);
+/* Register the tierstore_status table and tierstore_version() (status.c). */
+int ts_status_register(sqlite3 *db);
+
+#define TS_STRINGIFY_(x) #x
+#define TS_STRINGIFY(x) TS_STRINGIFY_(x)
 
 /* Map a TS_* code to a SQLite result code. */
 int ts_sqlite_rc(int ts_rc);

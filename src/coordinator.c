@@ -612,6 +612,18 @@ void ts_coord_stats_get(ts_coord *co, ts_coord_stats *out) {
   pthread_mutex_unlock(&co->mu);
 }
 
+/* The figures of primary's coordinator, if this process has one (1) or
+** not (0); never creates one. */
+int ts_coord_stats_of(ts_env *primary, ts_coord_stats *out) {
+  ts_coord *co;
+  pthread_mutex_lock(&ts_coord_registry_mutex);
+  for (co = ts_coord_registry; co && co->primary != primary; co = co->next) {
+  }
+  if (co) ts_coord_stats_get(co, out);
+  pthread_mutex_unlock(&ts_coord_registry_mutex);
+  return co != NULL;
+}
+
 /* Write everything queued (a close, or the process exits); a failing
 ** coordinator gets TS_CLOSE_WAIT_NS of retries.  Mutex held. */
 static void ts_coord_drain_locked(ts_coord *co) {

@@ -63,6 +63,7 @@ static int ts_store_open_backup(ts_store *st, const char *path, size_t map_size,
     return ts_err_set(err, TS_ERROR, "backup '%s' belongs to another store than primary '%s'; refusing it",
                       path, ts_env_path(st->primary));
   }
+  ts_env_add_role(st->backup, TS_ROLE_BACKUP);
   rc = ts_mirror_level(st->primary, st->backup, &level, err);
   if (rc) return rc;
   if (!level) {
@@ -88,6 +89,7 @@ int ts_store_open(const ts_store_cfg *cfg, ts_store **out, ts_err *err) {
   st->names = cfg->names;
   rc = ts_router_new(cfg->ephemeral, &st->router, err);
   if (!rc) rc = ts_env_open(cfg->primary, map, &st->primary, err);
+  if (!rc) ts_env_add_role(st->primary, TS_ROLE_PRIMARY);
   if (!rc && !(st->coord = ts_coord_open(st->primary))) {
     rc = ts_err_set(err, TS_NOMEM, "out of memory opening the write coordinator");
   }

@@ -44,6 +44,9 @@ struct ts_env {
   struct ts_made *made;         /* what opening it created, or NULL */
   ts_counters *counters;        /* store-wide next rowid and last epoch */
   int counters_shared;
+  unsigned roles;               /* TS_ROLE_* its tables gave it (registry mutex) */
+  int copying;                  /* a fill into it is running (atomics) ... */
+  uint64_t copy_done, copy_total; /* ... and its keys copied of keys total */
 };
 
 static pthread_mutex_t ts_registry_mutex = PTHREAD_MUTEX_INITIALIZER;
@@ -457,6 +460,73 @@ const char *ts_env_path(const ts_env *env) { return env->path; }
 const unsigned char *ts_env_store_id(const ts_env *env) { return env->store_id; }
 ts_mem *ts_env_mem(const ts_env *env) {
   return ts_mem_for_env((uint64_t)env->dev, (uint64_t)env->ino, env->store_id);
+}
+ts_mem *ts_env_mem_peek(const ts_env *env) {
+  return ts_mem_find((uint64_t)env->dev, (uint64_t)env->ino, env->store_id);
+}
+
+/* Record what a table uses the environment as (the status table's role). */
+void ts_env_add_role(ts_env *env, unsigned role) {
+  pthread_mutex_lock(&ts_registry_mutex);
+  env->roles |= role;
+  pthread_mutex_unlock(&ts_registry_mutex);
+}
+
+/* A reference to every environment this process has open (close each, then
+** free the array); *n of them.  TS_NOMEM when out of memory. */
+int ts_env_list(ts_env ***out, size_t *n, unsigned **roles) {
+  size_t count = 0, i = 0;
+  pthread_mutex_lock(&ts_registry_mutex);
+  for (ts_env *env = ts_registry; env; env = env->next) count++;
+  *out = malloc((count ? count : 1) * sizeof(**out));
+  *roles = malloc((count ? count : 1) * sizeof(**roles));
+  if (!*out || !*roles) {
+    pthread_mutex_unlock(&ts_registry_mutex);
+    free(*out);
+    free(*roles);
+    return TS_NOMEM;
+  }
+  for (ts_env *env = ts_registry; env; env = env->next) {
+    env->refs++;
+    (*roles)[i] = env->roles;
+    (*out)[i++] = env;
+  }
+  pthread_mutex_unlock(&ts_registry_mutex);
+  *n = count;
+  return TS_OK;
+}
+
+/* Is a fill of this environment from its primary running, and how far
+** (keys copied of keys total)? */
+int ts_env_copy_progress(ts_env *env, uint64_t *done, uint64_t *total) {
+  *total = __atomic_load_n(&env->copy_total, __ATOMIC_RELAXED);
+  *done = __atomic_load_n(&env->copy_done, __ATOMIC_RELAXED);
+  return __atomic_load_n(&env->copying, __ATOMIC_RELAXED);
+}
+
+/* The figures of the environment's newest state: keys, pages in use, map
+** size, last epoch. */
+int ts_env_figures(ts_env *env, ts_env_figures_t *out, ts_err *err) {
+  ts_snap s = {0};
+  MDB_stat ms;
+  MDB_envinfo info;
+  int rc = ts_snap_begin(&s, env, err);
+  if (rc) return rc;
+  ts_env_read_lock(env);
+  rc = ts_snap_last_epoch(&s, &out->last_epoch, err);
+  if (!rc && mdb_stat(s.txn, env->dbi_data, &ms)) {
+    rc = ts_err_set(err, TS_IOERR, "cannot read the figures of '%s'", env->path);
+  }
+  if (!rc && mdb_env_info(env->mdb, &info)) {
+    rc = ts_err_set(err, TS_IOERR, "cannot read the figures of '%s'", env->path);
+  }
+  ts_env_read_unlock(env);
+  ts_snap_free(&s);
+  if (rc) return rc;
+  out->keys = ms.ms_entries;
+  out->bytes = ((uint64_t)info.me_last_pgno + 1) * ms.ms_psize;
+  out->map_size = info.me_mapsize;
+  return TS_OK;
 }
 
 /* A commit that writes both this environment and its ephemeral tier holds
@@ -960,23 +1030,36 @@ static int ts_wtxn_index_defer(ts_wtxn *w, const unsigned char *key,
   return 0;
 }
 
-/* Deferred index entries i and j by rowid, and by (namespace id, rowid)
-** (qsort_r callbacks over an order of indexes into the entries). */
-static int ts_index_by_rowid(const void *i, const void *j, void *adds) {
-  const ts_index_add *x = (ts_index_add *)adds + *(const size_t *)i;
-  const ts_index_add *y = (ts_index_add *)adds + *(const size_t *)j;
+/* Deferred index entries by rowid, and by (namespace id, rowid) (qsort
+** callbacks over pointers to the entries). */
+static int ts_index_by_rowid(const void *i, const void *j) {
+  const ts_index_add *x = *(const ts_index_add *const *)i;
+  const ts_index_add *y = *(const ts_index_add *const *)j;
   return x->rowid < y->rowid ? -1 : x->rowid > y->rowid;
 }
-static int ts_index_by_created(const void *i, const void *j, void *adds) {
-  const ts_index_add *x = (ts_index_add *)adds + *(const size_t *)i;
-  const ts_index_add *y = (ts_index_add *)adds + *(const size_t *)j;
+static int ts_index_by_created(const void *i, const void *j) {
+  const ts_index_add *x = *(const ts_index_add *const *)i;
+  const ts_index_add *y = *(const ts_index_add *const *)j;
   if (x->nsid != y->nsid) return x->nsid < y->nsid ? -1 : 1;
-  return ts_index_by_rowid(i, j, adds);
+  return ts_index_by_rowid(i, j);
+}
+
+/* The n entries of a in the order cmp gives, as indexes into a (plain
+** qsort over pointers: portable C, no qsort_r). */
+static int ts_index_sort(const ts_index_add *a, size_t n, size_t *order,
+                         int (*cmp)(const void *, const void *)) {
+  const ts_index_add **p = malloc((n ? n : 1) * sizeof(*p));
+  if (!p) return ENOMEM;
+  for (size_t i = 0; i < n; i++) p[i] = a + i;
+  qsort(p, n, sizeof(*p), cmp);
+  for (size_t i = 0; i < n; i++) order[i] = (size_t)(p[i] - a);
+  free(p);
+  return 0;
 }
 
 /* The entries in rowid order, as indexes into a.  A commit's new rowids
 ** are nearly consecutive, so they are placed by value when their range
-** allows (no comparisons); else qsort_r. */
+** allows (no comparisons); else sorted. */
 static int ts_index_order_rowid(const ts_index_add *a, size_t n, size_t *order) {
   uint64_t lo = UINT64_MAX, hi = 0;
   size_t *slot, range, k = 0;
@@ -985,10 +1068,7 @@ static int ts_index_order_rowid(const ts_index_add *a, size_t n, size_t *order) 
     if (a[i].rowid > hi) hi = a[i].rowid;
     order[i] = i;
   }
-  if (n < 64 || hi - lo >= 4 * (uint64_t)n) {
-    qsort_r(order, n, sizeof(*order), ts_index_by_rowid, (void *)a);
-    return 0;
-  }
+  if (n < 64 || hi - lo >= 4 * (uint64_t)n) return ts_index_sort(a, n, order, ts_index_by_rowid);
   range = (size_t)(hi - lo) + 1;
   slot = malloc(range * sizeof(*slot));
   if (!slot) return ENOMEM;
@@ -1004,7 +1084,7 @@ static int ts_index_order_rowid(const ts_index_add *a, size_t n, size_t *order) 
 /* Turn a rowid order into a (namespace id, rowid) order: a commit touches
 ** few namespaces, so each entry gets its namespace's rank (entries come in
 ** key order, grouped by namespace) and one stable pass in rowid order
-** places it; many namespaces fall back to qsort_r. */
+** places it; many namespaces fall back to sorting. */
 static int ts_index_order_created(const ts_index_add *a, size_t n, size_t *order) {
   enum { FEW = 16 };
   uint64_t ns[FEW];
@@ -1017,8 +1097,7 @@ static int ts_index_order_created(const ts_index_add *a, size_t n, size_t *order
       }
       if (j == nns && nns++ == FEW) {
         free(nsi);
-        qsort_r(order, n, sizeof(*order), ts_index_by_created, (void *)a);
-        return 0;
+        return ts_index_sort(a, n, order, ts_index_by_created);
       }
       ns[j] = a[i].nsid;
     }
@@ -1308,6 +1387,7 @@ static int ts_wtxn_copy_db(ts_wtxn *w, ts_snap *src, ts_db_id db) {
   for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
     rc = mdb_put(w->txn, to, &k, &v, MDB_APPEND);
     if (rc) break;
+    if (db == TS_DB_DATA) __atomic_add_fetch(&w->env->copy_done, 1, __ATOMIC_RELAXED);
   }
   mdb_cursor_close(cur);
   return rc == MDB_NOTFOUND ? 0 : rc;
@@ -1319,11 +1399,19 @@ int ts_wtxn_copy_from(ts_wtxn *w, ts_snap *src) {
   static const ts_db_id dbs[] = {TS_DB_DATA, TS_DB_NAMESPACES, TS_DB_CREATED, TS_DB_ROWIDS};
   static const char *const nums[] = {"last_epoch", "next_rowid", "next_nsid", "last_flush"};
   int rc = 0;
+  MDB_stat ms;
   /* the copy replaces what this transaction wrote so far */
   w->nadds = w->nadd_keys = 0;
   w->tail_known = 0;
   w->nsid = 0;
+  /* its progress, for the status table of another connection */
+  __atomic_store_n(&w->env->copy_done, 0, __ATOMIC_RELAXED);
+  __atomic_store_n(&w->env->copy_total,
+                   mdb_stat(src->txn, src->env->dbi_data, &ms) ? 0 : (uint64_t)ms.ms_entries,
+                   __ATOMIC_RELAXED);
+  __atomic_store_n(&w->env->copying, 1, __ATOMIC_RELAXED);
   for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]) && !rc; i++) rc = ts_wtxn_copy_db(w, src, dbs[i]);
+  __atomic_store_n(&w->env->copying, 0, __ATOMIC_RELAXED);
   rc = rc ? rc : mdb_drop(w->txn, w->env->dbi_replay, 0);
   for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]) && !rc; i++) {
     uint64_t v = 0;

@@ -88,8 +88,9 @@ static pthread_mutex_t ts_mem_registry_mutex = PTHREAD_MUTEX_INITIALIZER;
 static ts_mem_slot *ts_mem_registry = NULL;
 
 /* The ephemeral tier of a primary environment in this process, created
-** on first use; NULL when out of memory. */
-ts_mem *ts_mem_for_env(uint64_t dev, uint64_t ino, const unsigned char *store_id) {
+** on first use when create is set; NULL when out of memory or absent. */
+static ts_mem *ts_mem_lookup(uint64_t dev, uint64_t ino, const unsigned char *store_id,
+                             int create) {
   ts_mem_slot *s;
   ts_mem *m = NULL;
   pthread_mutex_lock(&ts_mem_registry_mutex);
@@ -99,6 +100,8 @@ ts_mem *ts_mem_for_env(uint64_t dev, uint64_t ino, const unsigned char *store_id
   }
   if (s) {
     m = s->mem;
+  } else if (!create) {
+    m = NULL;
   } else if ((s = calloc(1, sizeof(*s))) != NULL && (s->mem = ts_mem_new()) != NULL) {
     s->dev = dev;
     s->ino = ino;
@@ -111,6 +114,12 @@ ts_mem *ts_mem_for_env(uint64_t dev, uint64_t ino, const unsigned char *store_id
   }
   pthread_mutex_unlock(&ts_mem_registry_mutex);
   return m;
+}
+ts_mem *ts_mem_for_env(uint64_t dev, uint64_t ino, const unsigned char *store_id) {
+  return ts_mem_lookup(dev, ino, store_id, 1);
+}
+ts_mem *ts_mem_find(uint64_t dev, uint64_t ino, const unsigned char *store_id) {
+  return ts_mem_lookup(dev, ino, store_id, 0);
 }
 
 /* Empty every tier of a directory: for a process that deletes an

@@ -301,6 +301,8 @@ void ts_mem_free(ts_mem *m);
 ** inode, and its store identity), created on first use and kept until the process ends; NULL when
 ** out of memory. */
 ts_mem *ts_mem_for_env(uint64_t dev, uint64_t ino, const unsigned char *store_id);
+/* The same without creating it: NULL when no table made it. */
+ts_mem *ts_mem_find(uint64_t dev, uint64_t ino, const unsigned char *store_id);
 /* Empty every tier of a directory (a process that deletes environment
 ** directories while it runs: the fuzzer). */
 void ts_mem_forget_dir(uint64_t dev, uint64_t ino);
@@ -375,8 +377,30 @@ void ts_env_close(ts_env *env);
 void ts_env_discard(ts_env *env);
 const char *ts_env_path(const ts_env *env);
 const unsigned char *ts_env_store_id(const ts_env *env);
-/* The ephemeral tier beside this environment in this process. */
+/* The ephemeral tier beside this environment in this process (created on
+** first use; _peek: NULL when none was). */
 ts_mem *ts_env_mem(const ts_env *env);
+ts_mem *ts_env_mem_peek(const ts_env *env);
+
+/* What tables use an environment as (the status table's role column). */
+#define TS_ROLE_PRIMARY 1u
+#define TS_ROLE_BACKUP  2u
+void ts_env_add_role(ts_env *env, unsigned role);
+/* A reference to every environment this process has open, with its roles
+** (close each, free both arrays). */
+int ts_env_list(ts_env ***out, size_t *n, unsigned **roles);
+/* 1 while a fill of this environment from its primary runs, with keys
+** copied of keys total. */
+int ts_env_copy_progress(ts_env *env, uint64_t *done, uint64_t *total);
+/* The newest state's figures. */
+typedef struct ts_env_figures_t ts_env_figures_t;
+struct ts_env_figures_t {
+  uint64_t keys;               /* entries of the data database */
+  uint64_t bytes;              /* pages in use x page size */
+  uint64_t map_size;
+  uint64_t last_epoch;
+};
+int ts_env_figures(ts_env *env, ts_env_figures_t *out, ts_err *err);
 
 /* The view lock: a commit writing both tiers takes it exclusively around
 ** its two publications; a reader takes it shared around its two snapshots.
@@ -736,6 +760,38 @@ struct ts_coord_stats {
   int64_t last_error_at_ns;    /* wall clock */
 };
 void ts_coord_stats_get(ts_coord *co, ts_coord_stats *out);
+/* The figures of the coordinator of primary in this process: 1, or 0 when
+** it has none (nothing is created). */
+int ts_coord_stats_of(ts_env *primary, ts_coord_stats *out);
+
+/**************************************************************************
+** The figures of every tier this process has open (status.c): the rows of
+** the tierstore_status table.
+*/
+typedef struct ts_status_row ts_status_row;
+struct ts_status_row {
+  const char *path;            /* the environment's directory (the primary's,
+                               ** for an ephemeral tier) */
+  const char *role;            /* primary, backup, primary,backup, ephemeral */
+  unsigned char store_id[TS_STORE_ID_BYTES];
+  uint64_t last_epoch;
+  int has_lag;                 /* a backup whose primary is open here */
+  uint64_t behind, ahead;      /* epochs, against that primary */
+  uint64_t keys, bytes, map_size; /* map_size 0: not LMDB */
+  int copying;                 /* a fill into it runs: */
+  uint64_t copy_done, copy_total; /* keys copied of keys total */
+  int has_coord;               /* a primary with a write coordinator here */
+  ts_coord_stats coord;
+};
+typedef struct ts_status ts_status;
+struct ts_status {
+  ts_status_row *rows;
+  size_t nrows;
+  ts_env **envs;               /* the references that keep paths valid */
+  size_t nenvs;
+};
+int ts_status_collect(ts_status *out, ts_err *err);
+void ts_status_free(ts_status *s);
 
 /**************************************************************************
 ** The store (store.c): a table's view of its tiers.  It routes keys,

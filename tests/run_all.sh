@@ -45,6 +45,16 @@ else
   echo "release build (bench/run.sh) FAILED"
   f1=$((f1 + 1))
 fi
+# The whole build with clang too (-Werror: warning-free with both
+# compilers).  Counted as one test.
+if { [ -f build-clang/build.ninja ] || CC=clang meson setup build-clang >build-clang.setup.log 2>&1; } &&
+   meson compile -C build-clang >build-clang/compile.log 2>&1; then
+  p1=$((p1 + 1))
+else
+  cat build-clang.setup.log build-clang/compile.log 2>/dev/null | tail -40
+  echo "clang build FAILED"
+  f1=$((f1 + 1))
+fi
 p2=0; f2=0
 if [ -z "${TIERSTORE_NO_SANITIZE:-}" ]; then
   run_suite build-sanitize -Db_sanitize=address,undefined -Db_lundef=false || status=1

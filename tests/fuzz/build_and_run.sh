@@ -47,7 +47,7 @@ mkdir -p "$out"
 srcs=("$root"/src/*.c "$root"/ext/*.c "$here/fuzz_sql.c")
 wrap="-Wl,--wrap=getcwd,--wrap=mkdir,--wrap=open,--wrap=unlink,--wrap=rmdir,--wrap=mdb_env_open"
 common=(-g -O1 -fno-omit-frame-pointer -std=c11 -D_GNU_SOURCE -DSQLITE_CORE
-        -I"$root/src" -I"$root/ext" -Wall -Wextra -Werror)
+        -I"$root/src" -I"$root/ext" -I"$root/include" -Wall -Wextra -Werror)
 libs=(-llmdb -lsqlite3 -lpthread -lm)
 
 if [ -n "${TIERSTORE_FUZZ_STANDALONE:-}" ]; then

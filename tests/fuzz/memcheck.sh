@@ -109,7 +109,7 @@ done
 if [ "${TIERSTORE_MEMCHECK_CORPUS:-1}" != 0 ]; then
   # the fuzz target, uninstrumented, as a plain program over the seeds
   if ${CC:-cc} -g -O1 -std=c11 -D_GNU_SOURCE -DSQLITE_CORE -DTS_FUZZ_STANDALONE \
-       -I"$root/src" -I"$root/ext" "$root"/src/*.c "$root"/ext/*.c "$here/fuzz_sql.c" \
+       -I"$root/src" -I"$root/ext" -I"$root/include" "$root"/src/*.c "$root"/ext/*.c "$here/fuzz_sql.c" \
        -Wl,--wrap=getcwd,--wrap=mkdir,--wrap=open,--wrap=unlink,--wrap=rmdir,--wrap=mdb_env_open \
        -llmdb -lsqlite3 -lpthread -lm -o "$work/fuzz_sql_standalone" 2>"$work/cc.log"; then
     echo "fuzz_corpus corpus $here/corpus" >>"$list"

@@ -118,7 +118,9 @@ static int cmp_u64(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
-/* Watermarks sampled while the committers run: none may go back. */
+/* Watermarks sampled while the committers run (every 100 us: a thread
+** that never sleeps would starve the others under valgrind, which runs
+** one thread at a time): none may go back. */
 typedef struct watch_arg watch_arg;
 struct watch_arg {
   ts_coord *co;
@@ -138,6 +140,7 @@ static void *watcher(void *p) {
     }
     last = now;
     w->samples++;
+    nanosleep(&(struct timespec){0, 100000}, NULL);
   }
   return NULL;
 }

@@ -16,7 +16,7 @@
 /* The argument names, in the order the README lists them. */
 static const char *const ts_config_names[] = {
     "primary", "backup", "ephemeral", "durability", "names", "map_size",
-    "flush_interval", "max_pending"};
+    "flush_interval", "max_pending", "mode"};
 #define TS_NARGS ((int)(sizeof(ts_config_names) / sizeof(ts_config_names[0])))
 
 /* Columns a table may not be named after: its command column would clash. */
@@ -99,6 +99,21 @@ static int ts_parse_duration(const char *s, uint64_t *us) {
   else return 1;
   if (v > TS_MAX_FLUSH_INTERVAL_US / mult) return 1;
   *us = (uint64_t)v * mult;
+  return 0;
+}
+
+/* Parse a mode: octal permission bits, at most TS_MAX_FILE_MODE, with the
+** owner's read and write (tierstore reads and writes its files). */
+static int ts_parse_mode(const char *s, unsigned *out) {
+  unsigned v = 0;
+  if (!*s) return 1;
+  for (; *s; s++) {
+    if (*s < '0' || *s > '7') return 1;
+    v = v * 8 + (unsigned)(*s - '0');
+    if (v > TS_MAX_FILE_MODE) return 1;
+  }
+  if ((v & 0600) != 0600) return 1;
+  *out = v;
   return 0;
 }
 
@@ -194,6 +209,12 @@ static int ts_config_apply(sqlite3 *db, const char *schema, char **vals,
                            "argument 'max_pending' is malformed: '%s' (expected a positive byte count with an optional KiB, MiB or GiB suffix)",
                            vals[7]);
   }
+  cfg->mode = TS_DEFAULT_FILE_MODE;
+  if (vals[8] && ts_parse_mode(vals[8], &cfg->mode)) {
+    return ts_config_error(errmsg, TS_ERROR,
+                           "argument 'mode' is malformed: '%s' (expected octal permission bits up to 0777 with the owner's read and write, such as 0600 or 0640)",
+                           vals[8]);
+  }
   cfg->primary = ts_config_resolve(db, schema, vals[0]);
   if (!cfg->primary) return ts_config_error(errmsg, TS_NOMEM, "out of memory");
   if (vals[1]) {
@@ -236,7 +257,7 @@ int ts_config_parse(sqlite3 *db, int argc, const char *const *argv,
       if (!sqlite3_stricmp(name, ts_config_names[j])) which = j;
     }
     if (which < 0) {
-      rc = ts_config_error(errmsg, TS_ERROR, "unknown argument '%s' (expected primary, backup, ephemeral, durability, names, map_size, flush_interval or max_pending)",
+      rc = ts_config_error(errmsg, TS_ERROR, "unknown argument '%s' (expected primary, backup, ephemeral, durability, names, map_size, flush_interval, max_pending or mode)",
                            name);
     } else if (vals[which]) {
       rc = ts_config_error(errmsg, TS_ERROR, "argument '%s' is given twice", ts_config_names[which]);

@@ -20,6 +20,7 @@ struct ts_config {
   size_t map_size;           /* 0: default */
   uint64_t flush_interval_us;
   size_t max_pending;
+  unsigned mode;             /* of the files it creates (permission bits) */
 };
 
 /* Parse the module arguments (argv as xCreate/xConnect receive them).

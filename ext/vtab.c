@@ -160,6 +160,7 @@ static int ts_vtab_init(sqlite3 *db, void *aux, int argc, const char *const *arg
     scfg.flush_interval_us = vt->cfg->flush_interval_us;
     scfg.max_pending = vt->cfg->max_pending;
     scfg.names = vt->cfg->names;
+    scfg.mode = vt->cfg->mode;
     rc = ts_store_open(&scfg, &vt->store, &err);
     if (rc) {
       *errmsg = sqlite3_mprintf("%s", err.msg);

@@ -14,6 +14,7 @@
 */
 #include "tierstore_int.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,15 +28,23 @@ struct ts_counters {
 };
 
 /* Open (creating) the counters file in an environment's directory;
-** process-local counters when it cannot be mapped.  NULL only when out of
-** memory. */
-ts_counters *ts_counters_open(const char *dir, int *shared) {
+** process-local counters when it cannot be mapped.  A file this call
+** creates gets exactly mode (the umask would narrow it; one that existed
+** keeps its own).  NULL only when out of memory. */
+ts_counters *ts_counters_open(const char *dir, unsigned mode, int *shared) {
   char path[4200];
   void *p = MAP_FAILED;
   struct stat st;
   int fd;
   snprintf(path, sizeof(path), "%s/%s", dir, TS_COUNTERS_FILE);
-  fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+  if (fd >= 0) {
+    /* should it fail, the file stays narrower than asked, never wider,
+    ** and its counters stay shared */
+    (void)fchmod(fd, mode);
+  } else if (errno == EEXIST) {
+    fd = open(path, O_RDWR | O_CLOEXEC);
+  }
   if (fd >= 0) {
     if (fstat(fd, &st) == 0 && (st.st_size >= (off_t)sizeof(ts_counters) ||
                                 ftruncate(fd, sizeof(ts_counters)) == 0)) {

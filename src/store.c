@@ -52,9 +52,9 @@ static void ts_store_reader_done(ts_cursor *c);
 
 /* Open the backup beside the primary: same store identity, caught up. */
 static int ts_store_open_backup(ts_store *st, const char *path, size_t map_size,
-                                ts_err *err) {
+                                unsigned mode, ts_err *err) {
   int level = 0;
-  int rc = ts_env_open_id(path, map_size, ts_env_store_id(st->primary), &st->backup, err);
+  int rc = ts_env_open_id(path, map_size, mode, ts_env_store_id(st->primary), &st->backup, err);
   if (rc) return rc;
   if (st->backup == st->primary) {
     return ts_err_set(err, TS_ERROR, "argument 'backup' names the primary environment '%s'", path);
@@ -80,6 +80,7 @@ static int ts_store_open_backup(ts_store *st, const char *path, size_t map_size,
 /* Open the store's environments and rules. */
 int ts_store_open(const ts_store_cfg *cfg, ts_store **out, ts_err *err) {
   size_t map = cfg->map_size ? cfg->map_size : TS_DEFAULT_MAP_SIZE;
+  unsigned mode = cfg->mode ? cfg->mode : TS_DEFAULT_FILE_MODE;
   ts_store *st = calloc(1, sizeof(*st));
   int rc;
   if (!st) return ts_err_set(err, TS_NOMEM, "out of memory opening a store");
@@ -88,12 +89,12 @@ int ts_store_open(const ts_store_cfg *cfg, ts_store **out, ts_err *err) {
   st->job.max_pending = cfg->max_pending ? cfg->max_pending : TS_DEFAULT_MAX_PENDING;
   st->names = cfg->names;
   rc = ts_router_new(cfg->ephemeral, &st->router, err);
-  if (!rc) rc = ts_env_open(cfg->primary, map, &st->primary, err);
+  if (!rc) rc = ts_env_open_id(cfg->primary, map, mode, NULL, &st->primary, err);
   if (!rc) ts_env_add_role(st->primary, TS_ROLE_PRIMARY);
   if (!rc && !(st->coord = ts_coord_open(st->primary))) {
     rc = ts_err_set(err, TS_NOMEM, "out of memory opening the write coordinator");
   }
-  if (!rc && cfg->backup) rc = ts_store_open_backup(st, cfg->backup, map, err);
+  if (!rc && cfg->backup) rc = ts_store_open_backup(st, cfg->backup, map, mode, err);
   if (!rc && !ts_router_is_empty(st->router)) {
     st->mem = ts_env_mem(st->primary);
     if (!st->mem) rc = ts_err_set(err, TS_NOMEM, "out of memory opening the ephemeral tier");

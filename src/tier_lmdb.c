@@ -250,10 +250,12 @@ static int ts_env_precheck(const char *path, ts_err *err) {
   return TS_OK;
 }
 
-/* Create and open a new environment handle for path. */
+/* Create and open a new environment handle for path (files it creates
+** get mode). */
 static int ts_env_create(const char *path, const struct stat *st,
-                         size_t map_size, const unsigned char *identity,
-                         ts_env **out, ts_err *err) {
+                         size_t map_size, unsigned mode,
+                         const unsigned char *identity, ts_env **out,
+                         ts_err *err) {
   int dead = 0;
   int rc;
   ts_env *env = calloc(1, sizeof(*env));
@@ -276,7 +278,7 @@ static int ts_env_create(const char *path, const struct stat *st,
   if (!rc) rc = mdb_env_set_maxdbs(env->mdb, 8);
   if (!rc) rc = mdb_env_set_maxreaders(env->mdb, TS_MAX_READERS);
   if (!rc) rc = mdb_env_set_mapsize(env->mdb, map_size);
-  if (!rc) rc = mdb_env_open(env->mdb, path, MDB_NOTLS, 0644);
+  if (!rc) rc = mdb_env_open(env->mdb, path, MDB_NOTLS, (mdb_mode_t)mode);
   if (rc) {
     int code = ts_err_from_lmdb(rc);
     if (code == TS_IOERR && (rc == ENOENT || rc == ENOTDIR)) code = TS_CANTOPEN;
@@ -288,7 +290,7 @@ static int ts_env_create(const char *path, const struct stat *st,
   mdb_reader_check(env->mdb, &dead);   /* clear slots of dead processes */
   rc = ts_env_init_layout(env, identity, err);
   if (!rc) {
-    env->counters = ts_counters_open(path, &env->counters_shared);
+    env->counters = ts_counters_open(path, mode, &env->counters_shared);
     if (!env->counters) rc = ts_err_set(err, TS_NOMEM, "out of memory opening '%s'", path);
   }
   if (rc) {
@@ -307,7 +309,7 @@ struct ts_made {
   size_t first;              /* path[0..first) is the shallowest directory
                              ** created; every deeper level was created too */
   int ndirs;                 /* levels created */
-  int had_lock, had_data;    /* lock.mdb / data.mdb existed before */
+  int had_lock, had_data;    /* lock.mdb / data.mdb not created by it */
   int had_counters;          /* the counters file existed before */
 };
 
@@ -316,6 +318,34 @@ static int ts_file_exists(const char *path, const char *name) {
   char buf[TS_PATH_MAX + 16];
   snprintf(buf, sizeof(buf), "%s/%s", path, name);
   return access(buf, F_OK) == 0;
+}
+
+/* Create path/name empty with exactly mode unless it exists (LMDB then
+** opens it: its own create would apply the umask); *had: not created here.
+** Any failure to create is left for mdb_env_open to report. */
+static int ts_file_make(const char *path, const char *name, unsigned mode,
+                        int *had, ts_err *err) {
+  char buf[TS_PATH_MAX + 16];
+  int fd, e;
+  snprintf(buf, sizeof(buf), "%s/%s", path, name);
+  fd = open(buf, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, (mode_t)mode);
+  *had = fd < 0;
+  if (fd < 0 || fchmod(fd, (mode_t)mode) == 0) {
+    if (fd >= 0) close(fd);
+    return TS_OK;
+  }
+  e = errno;
+  close(fd);
+  return ts_err_set(err, TS_CANTOPEN, "cannot set the mode of '%s': %s", buf, strerror(e));
+}
+
+/* The mode of a directory created for files of mode: u+rwx, and x for
+** each of group and other that may read or write them. */
+static mode_t ts_dir_mode(unsigned mode) {
+  mode_t d = (mode_t)mode | S_IRWXU;
+  if (mode & (S_IRGRP | S_IWGRP)) d |= S_IXGRP;
+  if (mode & (S_IROTH | S_IWOTH)) d |= S_IXOTH;
+  return d;
 }
 
 /* Remove what ts_dir_make and a failed mdb_env_open created. */
@@ -347,11 +377,14 @@ static void ts_dir_unmake(ts_made *m) {
   }
 }
 
-/* mkdir -p, remembering each directory it creates; on failure removes
-** them again. */
-static int ts_dir_make(const char *path, ts_made *m, ts_err *err) {
+/* mkdir -p, remembering each directory it creates, then the LMDB files
+** when missing; what it creates gets mode (its directories ts_dir_mode of
+** it) whatever the umask.  On failure removes what it created again. */
+static int ts_dir_make(const char *path, unsigned mode, ts_made *m, ts_err *err) {
   char buf[TS_PATH_MAX];
   size_t n = strlen(path);
+  mode_t dmode = ts_dir_mode(mode);
+  int rc;
   memset(m, 0, sizeof(*m));
   m->had_lock = m->had_data = m->had_counters = 1;
   if (n >= sizeof(buf)) return ts_err_set(err, TS_CANTOPEN, "path '%s' is too long", path);
@@ -360,8 +393,14 @@ static int ts_dir_make(const char *path, ts_made *m, ts_err *err) {
   for (size_t i = 1; i <= n; i++) {
     if (buf[i] != '/' && buf[i] != 0) continue;
     buf[i] = 0;
-    if (mkdir(buf, 0755) == 0) {
+    if (mkdir(buf, dmode) == 0) {
       if (m->ndirs++ == 0) m->first = i;
+      if (chmod(buf, dmode) != 0) {     /* mkdir applied the umask */
+        int e = errno;
+        ts_dir_unmake(m);
+        return ts_err_set(err, TS_CANTOPEN, "cannot set the mode of directory '%s': %s", buf,
+                          strerror(e));
+      }
     } else if (errno != EEXIST) {
       int e = errno;
       int code = (e == EACCES || e == EROFS || e == EPERM) ? TS_READONLY : e == ENOSPC ? TS_FULL : TS_CANTOPEN;
@@ -370,21 +409,23 @@ static int ts_dir_make(const char *path, ts_made *m, ts_err *err) {
     }
     buf[i] = path[i];
   }
-  m->had_lock = ts_file_exists(path, "lock.mdb");
-  m->had_data = ts_file_exists(path, "data.mdb");
   m->had_counters = ts_file_exists(path, TS_COUNTERS_FILE);
-  return TS_OK;
+  rc = ts_file_make(path, "lock.mdb", mode, &m->had_lock, err);
+  if (!rc) rc = ts_file_make(path, "data.mdb", mode, &m->had_data, err);
+  if (rc) ts_dir_unmake(m);
+  return rc;
 }
 
 /* Open path's environment (creating its directory) or share the one this
 ** process has open already.  A new environment takes identity as its store
-** identity (a backup takes its primary's), or a random one. */
-int ts_env_open_id(const char *path, size_t map_size,
+** identity (a backup takes its primary's), or a random one.  What it
+** creates gets mode (a shared one keeps the modes it has). */
+int ts_env_open_id(const char *path, size_t map_size, unsigned mode,
                    const unsigned char *identity, ts_env **out, ts_err *err) {
   struct stat st;
   ts_env *env;
   ts_made made;
-  int rc = ts_dir_make(path, &made, err);
+  int rc = ts_dir_make(path, mode, &made, err);
   if (rc) return rc;
   if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
     ts_dir_unmake(&made);
@@ -398,7 +439,7 @@ int ts_env_open_id(const char *path, size_t map_size,
   if (env) {
     env->refs++;
   } else {
-    rc = ts_env_create(path, &st, map_size, identity, &env, err);
+    rc = ts_env_create(path, &st, map_size, mode, identity, &env, err);
     if (rc == TS_OK) {
       env->refs = 1;
       env->next = ts_registry;
@@ -435,9 +476,9 @@ void ts_env_discard(ts_env *env) {
   if (remove) ts_dir_unmake(&made);
 }
 
-/* Open with a random identity for a new environment. */
+/* Open with a random identity for a new environment and owner-only files. */
 int ts_env_open(const char *path, size_t map_size, ts_env **out, ts_err *err) {
-  return ts_env_open_id(path, map_size, NULL, out, err);
+  return ts_env_open_id(path, map_size, TS_DEFAULT_FILE_MODE, NULL, out, err);
 }
 
 /* Drop one reference; the last closes the LMDB environment. */

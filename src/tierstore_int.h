@@ -27,6 +27,9 @@
 #define TS_DEFAULT_MAP_SIZE ((size_t)64 << 20)
 #define TS_COUNTERS_FILE    "tierstore.shm" /* shared counters, beside lock.mdb */
 #define TS_MIN_MAP_SIZE     ((size_t)64 << 10)
+#define TS_DEFAULT_FILE_MODE 0600        /* files created: owner only (a node's
+                                         ** state holds secrets) */
+#define TS_MAX_FILE_MODE    0777         /* mode argument: permission bits only */
 #define TS_MAX_MAP_SIZE     ((size_t)1 << 44)  /* largest map_size accepted: 16 TiB */
 #define TS_CURSOR_POOL      2            /* idle cursors a store keeps for its
                                          ** statements and lookups (each holds
@@ -268,12 +271,13 @@ ts_ns_route ts_router_route_ns(const ts_router *r, ts_name pns, ts_name sns);
 
 /**************************************************************************
 ** Store-wide numbers (counters.c): next creation number and last epoch,
-** shared by the processes of one store through /dev/shm, taken atomically.
+** shared by the processes of one store through a file mapped beside
+** lock.mdb (TS_COUNTERS_FILE), taken atomically.
 */
 typedef struct ts_counters ts_counters;
-/* The counters of the environment in dir; *shared says whether other
-** processes see them (else process-local). */
-ts_counters *ts_counters_open(const char *dir, int *shared);
+/* The counters of the environment in dir (a file it creates gets mode);
+** *shared says whether other processes see them (else process-local). */
+ts_counters *ts_counters_open(const char *dir, unsigned mode, int *shared);
 void ts_counters_close(ts_counters *c, int shared);
 uint64_t ts_counters_take_rowids(ts_counters *c, uint64_t floor, uint64_t n);
 uint64_t ts_counters_take_epoch(ts_counters *c, uint64_t floor);
@@ -363,12 +367,16 @@ typedef enum ts_db_id {
 } ts_db_id;
 #define TS_NDB 6
 
-/* Open (or share) the environment in directory path, which must exist.
-** map_size is the initial map size when this process opens it first. */
+/* Open (or share) the environment in directory path, creating it and its
+** missing parents.  map_size is the initial map size when this process
+** opens it first.  What it creates is owner-only (TS_DEFAULT_FILE_MODE). */
 int ts_env_open(const char *path, size_t map_size, ts_env **out, ts_err *err);
-/* The same, giving a new environment the store identity identity (a
-** backup takes its primary's). */
-int ts_env_open_id(const char *path, size_t map_size,
+/* The same, giving the files it creates mode (permission bits; the
+** directories it creates get u+rwx and x for each of group and other that
+** may read or write), whatever the umask, and a new environment the store
+** identity identity (a backup takes its primary's; NULL: a random one).
+** What existed keeps its mode. */
+int ts_env_open_id(const char *path, size_t map_size, unsigned mode,
                    const unsigned char *identity, ts_env **out, ts_err *err);
 /* Drop one reference; the last one closes the environment. */
 void ts_env_close(ts_env *env);
@@ -808,6 +816,7 @@ struct ts_store_cfg {
   uint64_t flush_interval_us; /* applied: longest wait before a flush */
   size_t max_pending;         /* applied: queued bytes before COMMIT waits */
   ts_names_rule names;
+  unsigned mode;              /* of the files it creates (0: default) */
 };
 
 typedef struct ts_store ts_store;

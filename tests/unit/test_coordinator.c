@@ -157,7 +157,7 @@ static void test_group_commit(void) {
   ts_coord_stats st;
   size_t n = 0;
   CHECK_EQ_INT(ts_env_open(pdir, 0, &p, &err), TS_OK);
-  CHECK_EQ_INT(ts_env_open_id(bdir, 0, ts_env_store_id(p), &b, &err), TS_OK);
+  CHECK_EQ_INT(ts_env_open_id(bdir, 0, TS_DEFAULT_FILE_MODE, ts_env_store_id(p), &b, &err), TS_OK);
   ts_coord *co = ts_coord_open(p);
   CHECK(co != NULL);
   w.co = co;
@@ -340,7 +340,7 @@ static void test_backup_ahead_is_undone(void) {
   snprintf(sp, sizeof(sp), "%s/ahead_p", dir);
   snprintf(sb, sizeof(sb), "%s/ahead_b", dir);
   CHECK_EQ_INT(ts_env_open(sp, 0, &p, &err), TS_OK);
-  CHECK_EQ_INT(ts_env_open_id(sb, 0, ts_env_store_id(p), &b, &err), TS_OK);
+  CHECK_EQ_INT(ts_env_open_id(sb, 0, TS_DEFAULT_FILE_MODE, ts_env_store_id(p), &b, &err), TS_OK);
   /* 3,000 keys in both */
   for (int i = 0; i < 3000; i++) {
     char name[16];

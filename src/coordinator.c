@@ -70,6 +70,7 @@ struct ts_coord {
   int made;                    /* thread was created and not joined yet */
   int running, stop;
   ts_job *head, *tail;
+  int64_t next_due;            /* the earliest due_ns in the queue (INT64_MAX: none) */
   ts_job **inflight;           /* the jobs being written (lookups see them) */
   size_t ninflight;
   size_t queued, queued_bytes; /* jobs and bytes in the queue */
@@ -244,20 +245,17 @@ static void ts_job_free(ts_job *j) {
 /* Is the queue to be written now?  Mutex held. */
 static int ts_coord_due(ts_coord *co, int64_t now) {
   if (!co->head) return 0;
-  if (co->stop || co->urgent || co->nwaiting || co->queued_bytes >= TS_FLUSH_BYTES) return 1;
-  for (ts_job *j = co->head; j; j = j->next) {
-    if (j->due_ns <= now) return 1;
-  }
-  return 0;
+  return co->stop || co->urgent || co->nwaiting || co->queued_bytes >= TS_FLUSH_BYTES || co->next_due <= now;
 }
 
-/* The earliest time a queued applied job is due.  Mutex held. */
-static int64_t ts_coord_next_due(ts_coord *co) {
-  int64_t at = INT64_MAX;
+/* Recompute the earliest due time after jobs left or rejoined the queue
+** (tables may differ in flush_interval, so the head's is not always the
+** earliest).  Mutex held. */
+static void ts_coord_redue(ts_coord *co) {
+  co->next_due = INT64_MAX;
   for (ts_job *j = co->head; j; j = j->next) {
-    if (j->due_ns < at) at = j->due_ns;
+    if (j->due_ns < co->next_due) co->next_due = j->due_ns;
   }
-  return at;
 }
 
 /* Take the queue's first jobs that go to the same backup.  Mutex held. */
@@ -277,6 +275,7 @@ static ts_job **ts_coord_take(ts_coord *co, size_t *n) {
     if (j->level != TS_APPLIED) co->nwaiting--;
   }
   if (!co->head) co->tail = NULL;
+  ts_coord_redue(co);
   *n = k;
   return jobs;
 }
@@ -352,6 +351,7 @@ static void ts_coord_settle(ts_coord *co, ts_job **jobs, size_t n, int rc, int p
     co->head = back;
     co->queued += k;
     co->queued_bytes += bytes;
+    ts_coord_redue(co);
     co->retry_backup = NULL;
     ts_coord_fail(co, err);
   } else if (rc != TS_OK && acked) {
@@ -432,7 +432,7 @@ static void *ts_coord_main(void *arg) {
     }
     if (!ts_coord_due(co, now)) {
       if (co->stop && !co->head) break;
-      if (co->head) ts_cond_wait_until(&co->work, &co->mu, ts_coord_next_due(co));
+      if (co->head) ts_cond_wait_until(&co->work, &co->mu, co->next_due);
       else pthread_cond_wait(&co->work, &co->mu);
       continue;
     }
@@ -492,7 +492,7 @@ static int ts_coord_direct(ts_coord *co, ts_job *j, ts_err *err) {
 int ts_coord_commit(ts_coord *co, ts_delta *d, const ts_coord_job *cfg,
                     uint64_t *epoch, ts_err *err) {
   ts_job *j = calloc(1, sizeof(*j));
-  int rc = TS_OK;
+  int rc = TS_OK, sooner;
   *epoch = 0;
   if (!j) return ts_err_set(err, TS_NOMEM, "out of memory at commit");
   if (ts_frozen_init(&j->f, d)) {
@@ -529,6 +529,8 @@ int ts_coord_commit(ts_coord *co, ts_delta *d, const ts_coord_job *cfg,
       if (co->tail) co->tail->next = j;
       else co->head = j;
       co->tail = j;
+      sooner = j->due_ns < co->next_due;
+      if (sooner) co->next_due = j->due_ns;
       co->queued++;
       co->queued_bytes += j->bytes;
       co->stats.commits++;
@@ -538,7 +540,10 @@ int ts_coord_commit(ts_coord *co, ts_delta *d, const ts_coord_job *cfg,
         co->nwaiting++;
       }
       if (j->level == TS_APPLIED) {
-        pthread_cond_signal(&co->work);
+        /* the flusher sleeps until the earliest due time: wake it only
+        ** when this job moves that time up or fills the queue (a
+        ** wake-up per commit would cost more than the commit) */
+        if (sooner || co->queued_bytes >= TS_FLUSH_BYTES) pthread_cond_signal(&co->work);
         pthread_mutex_unlock(&co->mu);
         return TS_OK;   /* the flusher owns the job now */
       }
@@ -659,6 +664,7 @@ static void ts_coord_atfork_child(void) {
     co->flushing = 0;
     co->urgent = 0;
     co->head = co->tail = NULL;
+    co->next_due = INT64_MAX;
     co->queued = co->queued_bytes = co->nwaiting = 0;
     co->written = co->applied = co->seq;
   }
@@ -675,6 +681,7 @@ ts_coord *ts_coord_open(ts_env *primary) {
   } else if ((co = calloc(1, sizeof(*co))) != NULL) {
     co->primary = primary;
     co->refs = 1;
+    co->next_due = INT64_MAX;
     pthread_mutex_init(&co->mu, NULL);
     pthread_cond_init(&co->work, NULL);
     pthread_cond_init(&co->done, NULL);

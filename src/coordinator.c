@@ -106,7 +106,19 @@ static int64_t ts_wall_ns(void) {
   return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-/* Wait on cv until the monotonic time at (or a signal). */
+/* A condition variable whose timed waits run on the monotonic clock (the
+** one ts_now_ns reads; the default, CLOCK_REALTIME, would take a monotonic
+** deadline for one long past and return at once: a spinning flusher). */
+static void ts_cond_init_monotonic(pthread_cond_t *cv) {
+  pthread_condattr_t a;
+  pthread_condattr_init(&a);
+  pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+  pthread_cond_init(cv, &a);
+  pthread_condattr_destroy(&a);
+}
+
+/* Wait on cv (made by ts_cond_init_monotonic) until the monotonic time at
+** (or a signal). */
 static void ts_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t at) {
   struct timespec ts;
   ts.tv_sec = (time_t)(at / 1000000000LL);
@@ -657,8 +669,8 @@ static void ts_coord_atfork_child(void) {
   pthread_mutex_init(&ts_coord_registry_mutex, NULL);
   for (ts_coord *co = ts_coord_registry; co; co = co->next) {
     pthread_mutex_init(&co->mu, NULL);
-    pthread_cond_init(&co->work, NULL);
-    pthread_cond_init(&co->done, NULL);
+    ts_cond_init_monotonic(&co->work);
+    ts_cond_init_monotonic(&co->done);
     co->running = co->made = 0;
     co->worker = NULL;         /* its thread is the parent's */
     co->flushing = 0;
@@ -683,8 +695,8 @@ ts_coord *ts_coord_open(ts_env *primary) {
     co->refs = 1;
     co->next_due = INT64_MAX;
     pthread_mutex_init(&co->mu, NULL);
-    pthread_cond_init(&co->work, NULL);
-    pthread_cond_init(&co->done, NULL);
+    ts_cond_init_monotonic(&co->work);
+    ts_cond_init_monotonic(&co->done);
     co->next = ts_coord_registry;
     ts_coord_registry = co;
     if (!hooked) {

@@ -334,6 +334,26 @@ def test_applied_commit_flushed_within_flush_interval(tmp_path, connect):
     assert raw.rows[("x", "", "k")][2] == "v"
 
 
+def test_flusher_sleeps_while_an_applied_commit_waits(tmp_path, connect):
+    """An applied commit queued for its flush_interval (30s) costs no CPU
+    while it waits: the flusher sleeps until the commit is due (its timed
+    wait runs on the clock its deadlines are read from; on another clock
+    it returned at once and the flusher spun a whole CPU)."""
+    import resource
+    P = tmp_path / "p"
+    a = connect(tmp_path / "a.db", table=sql(P, durability="applied", flush_interval="30s"))
+    a.execute("INSERT INTO kv VALUES ('x', '', 'seed', 0)")
+    a.execute("INSERT INTO kv(kv) VALUES ('sync')")
+    t0 = txn_id(P)
+    a.execute("INSERT INTO kv VALUES ('x', '', 'k', 'v')")
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    time.sleep(1.0)
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    assert txn_id(P) == t0, "the applied commit (flush_interval 30s) was written before it was due"
+    assert cpu < 0.3, "the process used %.2f s of CPU in 1 s while one applied commit waited" % cpu
+
+
 def test_applied_survives_clean_exit_without_sync(tmp_path, run_py):
     """A process that commits applied (flush_interval 30s) and exits
     normally writes its queue on the way out."""

@@ -1250,9 +1250,22 @@ static int ts_wtxn_index_flush(ts_wtxn *w) {
   return rc;
 }
 
+/* Delete db's entry k if its value is want (wn bytes): an entry another
+** key holds now is kept.  0 also when there is none. */
+static int ts_wtxn_del_if(ts_wtxn *w, MDB_dbi db, MDB_val *k, const void *want, size_t wn) {
+  MDB_val v;
+  int rc = mdb_get(w->txn, db, k, &v);
+  if (rc) return rc == MDB_NOTFOUND ? 0 : rc;
+  if (v.mv_size != wn || memcmp(v.mv_data, want, wn) != 0) return 0;
+  return mdb_del(w->txn, db, k, NULL);
+}
+
 /* Add (add=1: deferred to the transaction's end) or remove a key's
 ** creation-index and rowid-index entries.  A removal first adds what was
-** deferred, so the two always apply in the order they were asked. */
+** deferred, so the two always apply in the order they were asked, and
+** removes only entries that name this key: while a reconciliation undoes
+** a write that took a creation number, the number may already name the
+** key the primary gave it to. */
 static int ts_wtxn_index(ts_wtxn *w, const unsigned char *key, size_t nkey,
                          uint64_t rowid, int add) {
   unsigned char ck[16];
@@ -1266,12 +1279,11 @@ static int ts_wtxn_index(ts_wtxn *w, const unsigned char *key, size_t nkey,
   if (rc) return rc;
   ts_be64_put(ck, nsid);
   ts_be64_put(ck + 8, rowid);
-  rc = mdb_del(w->txn, w->env->dbi_created, &k, NULL);
-  if (rc && rc != MDB_NOTFOUND) return rc;
+  rc = ts_wtxn_del_if(w, w->env->dbi_created, &k, key + nns, nkey - nns);
+  if (rc) return rc;
   k.mv_size = 8;
   k.mv_data = ck + 8;
-  rc = mdb_del(w->txn, w->env->dbi_rowids, &k, NULL);
-  return rc == MDB_NOTFOUND ? 0 : rc;
+  return ts_wtxn_del_if(w, w->env->dbi_rowids, &k, key, nkey);
 }
 
 /* Is key above every data key of the transaction (so absent)?  The bound

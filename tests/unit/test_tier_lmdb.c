@@ -1504,12 +1504,76 @@ static void test_index_namespaces(void) {
   }
 }
 
+/* Changes applied in one write transaction (ts_env_write's fn). */
+typedef struct change_list change_list;
+struct change_list {
+  const ts_change *ch;
+  size_t n;
+};
+static int apply_changes(void *ctx, ts_wtxn *w) {
+  const change_list *l = ctx;
+  for (size_t i = 0; i < l->n; i++) {
+    int rc = ts_wtxn_change(w, &l->ch[i]);
+    if (rc) return rc;
+  }
+  return 0;
+}
+static void write_changes(ts_env *env, const ts_change *ch, size_t n) {
+  change_list l = {ch, n};
+  ts_err err = {0, {0}};
+  ts_env_commit_lock(env);
+  CHECK_EQ_INT(ts_env_write(env, TS_WRITTEN, 0, apply_changes, NULL, &l, &err), TS_OK);
+  ts_env_commit_unlock(env);
+}
+static ts_change change_of(const ekey *k, ts_op op, int64_t v, uint64_t rowid, uint64_t epoch) {
+  ts_change c = {k->b, k->n, op, vint(v), rowid, epoch};
+  return c;
+}
+
+/* A key that leaves a creation number behind removes only its own index
+** entries: in a reconciliation the number may already name another key
+** (an unconfirmed write that took it is undone while the primary's write
+** that took it again is replayed), in either order. */
+static void test_index_removal_checks_the_key(void) {
+  for (int variant = 0; variant < 3; variant++) {
+    char root[64], p[1024];
+    ts_env *env = NULL;
+    ts_err err = {0, {0}};
+    ekey x = ek("pool", "", "k057"), y = ek("pool", "", "k058"), kx;
+    ts_change first = change_of(&x, TS_OP_PUT, 1, 7, 1), second[2];
+    tmp_new(root, sizeof(root));
+    pj(p, sizeof(p), root, "env");
+    CHECK_EQ_INT(ts_env_open(p, 0, &env, &err), TS_OK);
+    write_changes(env, &first, 1);
+    /* y takes 7, then x leaves it (deleted, or renumbered to 8); variant
+    ** 2: the same in the other order */
+    second[0] = change_of(&y, TS_OP_PUT, 2, 7, 2);
+    second[1] = variant == 1 ? change_of(&x, TS_OP_PUT, 3, 8, 2) : change_of(&x, TS_OP_DEL, 0, 0, 2);
+    if (variant == 2) {
+      ts_change t = second[0];
+      second[0] = second[1];
+      second[1] = t;
+    }
+    write_changes(env, second, 2);
+    CHECK_EQ_INT(env_key_by_rowid(env, 7, &kx), TS_OK);
+    CHECK(kx.n == y.n && memcmp(kx.b, y.b, y.n) == 0);
+    CHECK(created_has(env, 7, "k058"));
+    CHECK(!created_has(env, 7, "k057"));
+    CHECK_EQ_INT(env_list(env, TS_DB_ROWIDS, NULL, 0), (variant == 1 ? 2 : 1));
+    CHECK_EQ_INT(env_list(env, TS_DB_CREATED, NULL, 0), (variant == 1 ? 2 : 1));
+    if (variant == 1) CHECK(created_has(env, 8, "k057"));
+    ts_env_close(env);
+    tmp_rm(root);
+  }
+}
+
 int main(void) {
   test_open_dirs();
   test_registry();
   test_metadata();
   test_apply();
   test_index_namespaces();
+  test_index_removal_checks_the_key();
   test_values();
   test_map_growth();
   test_lcur_across_growth();

@@ -38,6 +38,7 @@
 #include <time.h>
 
 #define TS_COORD_BACKUPS 4                 /* backups whose confirmed epoch is kept */
+#define TS_KEY_FILTER_BITS 16              /* buckets of the queued-key filter: 2^16 */
 #define TS_BACKOFF_MIN_NS 10000000LL       /* first retry after 10 ms ... */
 #define TS_BACKOFF_MAX_NS 1000000000LL     /* ... doubling up to 1 s */
 #define TS_CLOSE_WAIT_NS 5000000000LL      /* how long a close waits for a failing flush */
@@ -53,6 +54,8 @@ struct ts_job {
   size_t bytes;
   uint64_t seq;
   int64_t due_ns;              /* applied: written by then */
+  uint16_t *buckets;           /* its keys' buckets in the queued-key filter */
+  size_t nbuckets;
   int done;                    /* written, or failed (rc) */
   int rc;
   ts_err err;
@@ -89,6 +92,10 @@ struct ts_coord {
     ts_env *env;
     uint64_t confirmed;        /* both took every epoch up to this */
   } held[TS_COORD_BACKUPS];
+  /* how many keys of queued and in-flight jobs fall in each bucket (by
+  ** ts_key_hash): a lookup of a key in none of them, the common case,
+  ** costs one probe instead of a search of every job */
+  uint32_t key_filter[1u << TS_KEY_FILTER_BITS];
 };
 
 static pthread_mutex_t ts_coord_registry_mutex = PTHREAD_MUTEX_INITIALIZER;
@@ -247,8 +254,29 @@ static int ts_coord_write(ts_coord *co, ts_job **jobs, size_t n, int *primary_ok
   return rc;
 }
 
+/* The queued-key filter buckets of the keys of j's delta d, computed
+** before the job is queued (outside the mutex).  TS_NOMEM when out of
+** memory. */
+static int ts_job_buckets(ts_job *j, const ts_delta *d) {
+  size_t cap = ts_delta_count(d), k = 0;
+  j->buckets = malloc((cap ? cap : 1) * sizeof(*j->buckets));
+  if (!j->buckets) return TS_NOMEM;
+  for (const ts_delta_entry *e = ts_delta_seek(d, NULL, 0, 0); e && k < cap; e = ts_delta_step(d, e, 0)) {
+    if (e->op != TS_OP_NONE) j->buckets[k++] = (uint16_t)(ts_key_hash(e->key, e->nkey) >> (64 - TS_KEY_FILTER_BITS));
+  }
+  j->nbuckets = k;
+  return TS_OK;
+}
+
+/* Count j's keys in the filter as it joins the queue (dir 1), or
+** uncount them once it is neither queued nor in flight (-1).  Mutex held. */
+static void ts_coord_filter(ts_coord *co, const ts_job *j, int dir) {
+  for (size_t i = 0; i < j->nbuckets; i++) co->key_filter[j->buckets[i]] += (uint32_t)dir;
+}
+
 /* Free a job the coordinator owns. */
 static void ts_job_free(ts_job *j) {
+  free(j->buckets);
   ts_frozen_free(&j->f);
   ts_delta_free(j->d);
   free(j);
@@ -335,6 +363,7 @@ static void ts_coord_settle(ts_coord *co, ts_job **jobs, size_t n, int rc, int p
       requeued = 1;
       continue;
     }
+    ts_coord_filter(co, j, -1);   /* neither queued nor in flight any more */
     if (j->level == TS_APPLIED) acked = 1;
     if (rc == TS_OK || (j->level == TS_APPLIED && primary_ok)) {
       if (j->seq > co->written) co->written = j->seq;
@@ -511,6 +540,11 @@ int ts_coord_commit(ts_coord *co, ts_delta *d, const ts_coord_job *cfg,
     free(j);
     return ts_err_set(err, TS_NOMEM, "out of memory at commit");
   }
+  if (ts_job_buckets(j, d)) {
+    ts_frozen_free(&j->f);
+    free(j);
+    return ts_err_set(err, TS_NOMEM, "out of memory at commit");
+  }
   j->backup = cfg->backup;
   j->mem = cfg->mem;
   /* a commit of ephemeral keys only waits for no disk: queued behind
@@ -541,6 +575,7 @@ int ts_coord_commit(ts_coord *co, ts_delta *d, const ts_coord_job *cfg,
       if (co->tail) co->tail->next = j;
       else co->head = j;
       co->tail = j;
+      ts_coord_filter(co, j, 1);
       sooner = j->due_ns < co->next_due;
       if (sooner) co->next_due = j->due_ns;
       co->queued++;
@@ -571,6 +606,7 @@ int ts_coord_commit(ts_coord *co, ts_delta *d, const ts_coord_job *cfg,
     }
   }
   pthread_mutex_unlock(&co->mu);
+  free(j->buckets);
   ts_frozen_free(&j->f);
   free(j);
   return rc;
@@ -610,8 +646,13 @@ static void ts_coord_job_lookup(const ts_job *j, const unsigned char *key, size_
 
 void ts_coord_lookup(ts_coord *co, const unsigned char *key, size_t nkey,
                      ts_coord_state *state, uint64_t *rowid) {
+  uint16_t b = (uint16_t)(ts_key_hash(key, nkey) >> (64 - TS_KEY_FILTER_BITS));
   *state = TS_QUEUED_NONE;
   pthread_mutex_lock(&co->mu);
+  if (!co->key_filter[b]) {
+    pthread_mutex_unlock(&co->mu);
+    return;
+  }
   for (size_t i = 0; i < co->ninflight; i++) ts_coord_job_lookup(co->inflight[i], key, nkey, state, rowid);
   for (ts_job *j = co->head; j; j = j->next) ts_coord_job_lookup(j, key, nkey, state, rowid);
   pthread_mutex_unlock(&co->mu);
@@ -677,6 +718,7 @@ static void ts_coord_atfork_child(void) {
     co->urgent = 0;
     co->head = co->tail = NULL;
     co->next_due = INT64_MAX;
+    memset(co->key_filter, 0, sizeof(co->key_filter));
     co->queued = co->queued_bytes = co->nwaiting = 0;
     co->written = co->applied = co->seq;
   }

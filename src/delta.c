@@ -224,7 +224,7 @@ static int delta_random_level(ts_delta *d) {
 }
 
 /* Hash of an encoded key: 8 bytes at a time, multiplied and folded. */
-static uint64_t delta_hash(const unsigned char *key, size_t nkey) {
+uint64_t ts_key_hash(const unsigned char *key, size_t nkey) {
   uint64_t h = 0x9E3779B97F4A7C15ULL ^ nkey;
   size_t i = 0;
   for (; i + 8 <= nkey; i += 8) {
@@ -247,7 +247,7 @@ static uint64_t delta_hash(const unsigned char *key, size_t nkey) {
 ** slot).  Its low bits pick the key's first slot, so growing the hash
 ** re-places the nodes from the tags alone, without reading their keys. */
 static uint32_t delta_tag(const unsigned char *key, size_t nkey) {
-  uint32_t t = (uint32_t)delta_hash(key, nkey);
+  uint32_t t = (uint32_t)ts_key_hash(key, nkey);
   return t ? t : 1;
 }
 

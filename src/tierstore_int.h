@@ -206,6 +206,9 @@ int ts_delta_put(ts_delta *d, const unsigned char *key, size_t nkey,
                  const ts_value *v, uint64_t rowid, int fresh);
 /* Record a DELETE of key. */
 int ts_delta_del(ts_delta *d, const unsigned char *key, size_t nkey);
+/* Hash of an encoded key (the delta's index; the coordinator's filter of
+** queued keys). */
+uint64_t ts_key_hash(const unsigned char *key, size_t nkey);
 /* The entry for key, or NULL when the delta says nothing (absent or NONE). */
 const ts_delta_entry *ts_delta_get(const ts_delta *d, const unsigned char *key,
                                    size_t nkey);

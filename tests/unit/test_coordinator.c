@@ -412,6 +412,69 @@ static void test_backup_ahead_is_undone(void) {
   ts_env_close(p);
 }
 
+/* What a key's lookup finds among queued commits: the newest queued word
+** on it (created, deleted), nothing for a key no job holds, and nothing
+** once the queue is written (the queued-key filter counts jobs out as
+** they leave). */
+static void test_lookup_of_queued_keys(void) {
+  enum { N = 300 };
+  char sub[160];
+  ts_env *p = NULL;
+  ts_err err = {0, {0}};
+  ts_coord_job cfg = job_of(NULL, TS_APPLIED);
+  ts_coord_state q;
+  uint64_t r = 0, epoch;
+  int found = 1;
+  snprintf(sub, sizeof(sub), "%s/lookup", dir);
+  CHECK_EQ_INT(ts_env_open(sub, 0, &p, &err), TS_OK);
+  ts_coord *co = ts_coord_open(p);
+  cfg.flush_interval_ns = 60LL * 1000000000LL;   /* written only by sync */
+  for (int i = 0; i <= N; i++) {
+    ts_delta *d = ts_delta_new();
+    char name[16];
+    ts_value v = vint(i);
+    ekey k;
+    snprintf(name, sizeof(name), "q%03d", i % N);
+    k = ek("look", "", name);
+    /* the last commit deletes the first one's key */
+    if (i < N) ts_delta_put(d, k.b, k.n, &v, ts_delta_new_rowid(d), 1);
+    else ts_delta_del(d, k.b, k.n);
+    CHECK_EQ_INT(ts_coord_commit(co, d, &cfg, &epoch, &err), TS_OK);
+    ts_delta_free(d);
+  }
+  for (int i = 1; i < N; i++) {
+    char name[16];
+    ekey k;
+    snprintf(name, sizeof(name), "q%03d", i);
+    k = ek("look", "", name);
+    ts_coord_lookup(co, k.b, k.n, &q, &r);
+    if (q != TS_QUEUED_NEW) found = 0;
+  }
+  CHECK(found);
+  {
+    ekey gone = ek("look", "", "q000"), never = ek("look", "", "never");
+    ts_coord_lookup(co, gone.b, gone.n, &q, &r);
+    CHECK_EQ_INT(q, TS_QUEUED_ABSENT);
+    ts_coord_lookup(co, never.b, never.n, &q, &r);
+    CHECK_EQ_INT(q, TS_QUEUED_NONE);
+    CHECK_EQ_INT(ts_coord_sync(co, &err), TS_OK);
+    ts_coord_lookup(co, gone.b, gone.n, &q, &r);
+    CHECK_EQ_INT(q, TS_QUEUED_NONE);
+  }
+  found = 0;
+  for (int i = 1; i < N; i++) {
+    char name[16];
+    ekey k;
+    snprintf(name, sizeof(name), "q%03d", i);
+    k = ek("look", "", name);
+    ts_coord_lookup(co, k.b, k.n, &q, &r);
+    if (q != TS_QUEUED_NONE) found++;
+  }
+  CHECK_EQ_INT(found, 0);   /* written: the tiers answer */
+  ts_coord_close(co);
+  ts_env_close(p);
+}
+
 int main(void) {
   tmp_new(dir, sizeof(dir));
   snprintf(pdir, sizeof(pdir), "%s/p", dir);
@@ -419,6 +482,7 @@ int main(void) {
   test_group_commit();
   test_applied_and_backpressure();
   test_failing_write_is_sticky();
+  test_lookup_of_queued_keys();
   test_backup_ahead_is_undone();
   tmp_drop(dir);
   printf("%d checks, %d failed\n", ts_check_count, ts_check_failures);

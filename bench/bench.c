@@ -662,9 +662,13 @@ typedef struct {
   const char *unit;
   int kind;
   double ts, nat, lm; /* NAN: not measured */
+  const char *level;  /* workloads 8-10: the tierstore durability level, for bench/plot.py */
+  const char *schema; /* workloads 8-10: where the connections declare the table */
+  int connections;    /* workloads 8-10: connections committing at once (0: none) */
+  unsigned long long keys; /* workload 4: the namespace's keys (0: none) */
 } result;
 
-static result R[64];
+static result R[96];
 static int nR;
 
 static result *add_result(const char *unit, int kind, double ts, double nat, double lm, const char *fmt, ...) {
@@ -680,6 +684,18 @@ static result *add_result(const char *unit, int kind, double ts, double nat, dou
   r->ts = ts;
   r->nat = nat;
   r->lm = lm;
+  r->level = r->schema = NULL;
+  r->connections = 0;
+  r->keys = 0;
+  return r;
+}
+
+/* r, marked as workload 8-10's figure of level's table declared in schema
+** and committed to from connections at once (for bench/plot.py). */
+static result *mt_tag(result *r, const char *level, const char *schema, int connections) {
+  r->level = level;
+  r->schema = schema;
+  r->connections = connections;
   return r;
 }
 
@@ -1327,11 +1343,14 @@ typedef struct {
   uint64_t commits, flushes;
 } mt_case;
 
-/* The variants, in the order each round runs them: for T = 1, 4, 16 (i =
-** 0, 1, 2) durable into the temp schema, into one db file, and native FULL
-** at 3 * i + MT_D_TEMP / MT_D_FILE / MT_D_NAT; then applied and native
-** NORMAL; written and native NORMAL with 1 and 4 threads. */
-enum { MT_D_TEMP, MT_D_FILE, MT_D_NAT, MT_A = 9, MT_AN, MT_W1, MT_W1N, MT_W4, MT_W4N, MT_NCASES };
+/* The systems of workloads 8-10, in the order each round runs them for
+** each number of connections T = 1, 4, 16 (i = 0, 1, 2): the variant of
+** system m with T connections is mc[MT_CASE(m, i)]. */
+enum { MS_D_TEMP, MS_D_FILE, MS_NAT_FULL, MS_APPLIED, MS_WRITTEN, MS_NAT_NORMAL, MS_N };
+#define MT_NTHREADS 3
+#define MT_CASE(m, i) ((i) * MS_N + (m))
+#define MT_LAG (MS_N * MT_NTHREADS) /* applied, 1 connection, its flush lag sampled (rate not reported) */
+#define MT_NCASES (MT_LAG + 1)
 
 /* Commits/s of threads connections of s committing ops 1-row transactions
 ** each, all at once (thread t's key ids from base + t<<32; stamps go to
@@ -1754,7 +1773,7 @@ int main(int argc, char **argv) {
       sqlite3_finalize(pts[s].st);
       sqlite3_finalize(pnat[s].st);
       add_result("us/page", K_TIME, page_ts[s], page_nat[s], NAN, "4 page of 50 newest-first, ns of %llu keys",
-                 (unsigned long long)page_sizes[s]);
+                 (unsigned long long)page_sizes[s])->keys = (unsigned long long)page_sizes[s];
     }
     int last = npage_sizes - 1;
     add_result("ratio", K_RATIO, page_ts[last] / page_ts[0], page_nat[last] / page_nat[0], NAN,
@@ -1883,7 +1902,7 @@ int main(int argc, char **argv) {
              "7 RSS growth before COMMIT per row [LMDB: 2 thr]");
 
   /* 8-10: 1-row commits from several connections at once. */
-  static const int mt_threads[3] = {1, 4, 16};
+  static const int mt_threads[MT_NTHREADS] = {1, 4, 16};
   mt_sys ts_dur = {.kind = MT_TEMP, .level = "durable"}, ts_dur_file = {.kind = MT_SHARED, .level = "durable"};
   mt_sys ts_app = {.kind = MT_TEMP, .level = "applied"}, ts_wr = {.kind = MT_TEMP, .level = "written"};
   mt_sys nat_full = {.kind = MT_NATIVE, .level = "FULL"}, nat_normal = {.kind = MT_NATIVE, .level = "NORMAL"};
@@ -1906,17 +1925,17 @@ int main(int argc, char **argv) {
     mt_sys *all[6] = {&ts_dur, &ts_dur_file, &nat_full, &ts_app, &nat_normal, &ts_wr};
     for (int i = 0; i < 6; i++) mt_setup(all[i], &mt_refused);
     applied_ok = ts_app.setup != NULL;
-    for (int i = 0; i < 3; i++) {
-      mc[3 * i + MT_D_TEMP] = (mt_case){.sys = &ts_dur, .threads = mt_threads[i], .ops = mt_per};
-      mc[3 * i + MT_D_FILE] = (mt_case){.sys = &ts_dur_file, .threads = mt_threads[i], .ops = mt_per};
-      mc[3 * i + MT_D_NAT] = (mt_case){.sys = &nat_full, .threads = mt_threads[i], .ops = mt_per};
+    mt_sys *of[MS_N] = {[MS_D_TEMP] = &ts_dur, [MS_D_FILE] = &ts_dur_file, [MS_NAT_FULL] = &nat_full,
+                        [MS_APPLIED] = &ts_app, [MS_WRITTEN] = &ts_wr, [MS_NAT_NORMAL] = &nat_normal};
+    for (int i = 0; i < MT_NTHREADS; i++) {
+      for (int m = 0; m < MS_N; m++) {
+        int quick_kind = m == MS_APPLIED || m == MS_NAT_NORMAL; /* about 20x faster: more commits */
+        mc[MT_CASE(m, i)] = (mt_case){.sys = of[m], .threads = mt_threads[i], .ops = quick_kind ? mt_per_a : mt_per};
+      }
     }
-    mc[MT_A] = (mt_case){.sys = &ts_app, .threads = 1, .ops = mt_per_a, .lag = 1};
-    mc[MT_AN] = (mt_case){.sys = &nat_normal, .threads = 1, .ops = mt_per_a};
-    mc[MT_W1] = (mt_case){.sys = &ts_wr, .threads = 1, .ops = mt_per};
-    mc[MT_W1N] = (mt_case){.sys = &nat_normal, .threads = 1, .ops = mt_per};
-    mc[MT_W4] = (mt_case){.sys = &ts_wr, .threads = 4, .ops = mt_per};
-    mc[MT_W4N] = (mt_case){.sys = &nat_normal, .threads = 4, .ops = mt_per};
+    /* the lag watcher polls the primary: it would slow the commits it
+    ** watches on a small machine, so the lag has a run of its own */
+    mc[MT_LAG] = (mt_case){.sys = &ts_app, .threads = 1, .ops = mt_per_a, .lag = 1};
 
     lag_watch lw;
     lag_alloc(&lw, lag_per_run);
@@ -1926,7 +1945,7 @@ int main(int argc, char **argv) {
     /* The variants take turns, mt_rounds rounds (new keys every run); the
     ** median round is reported. */
     sync();
-    progress("8-10 commits from 1, 4 and 16 connections at once: %d per connection (applied: %d), in %d round(s)",
+    progress("8-10 commits from 1, 4 and 16 connections at once: %d per connection (applied and native NORMAL: %d), in %d round(s)",
              mt_per * mt_rounds, mt_per_a * mt_rounds, mt_rounds);
     for (int r = 0; r < mt_rounds; r++) {
       for (int c = 0; c < MT_NCASES; c++) {
@@ -1949,29 +1968,30 @@ int main(int argc, char **argv) {
     lag_med = lag_n ? median(lag_ms, lag_n) : NAN; /* median() sorts */
     lag_max = lag_n ? lag_ms[lag_n - 1] : NAN;
 
-    for (int i = 0; i < 3; i++) {
-      const char *pl = mt_threads[i] > 1 ? "s" : "";
+    for (int i = 0; i < MT_NTHREADS; i++) {
+      const int t = mt_threads[i];
+      const char *pl = t > 1 ? "s" : "";
       double lm = i ? NAN : mt_l1;
-      add_result("commits/s", K_RATE, mt_med[3 * i + MT_D_TEMP], mt_med[3 * i + MT_D_NAT], lm,
-                 "8 durable 1-row commits, %d thread%s [temp schema]", mt_threads[i], pl);
-      add_result("commits/s", K_RATE, mt_med[3 * i + MT_D_FILE], mt_med[3 * i + MT_D_NAT], lm,
-                 "8 durable 1-row commits, %d thread%s [one db file]", mt_threads[i], pl);
+      mt_tag(add_result("commits/s", K_RATE, mt_med[MT_CASE(MS_D_TEMP, i)], mt_med[MT_CASE(MS_NAT_FULL, i)], lm,
+                        "8 durable 1-row commits, %d conn%s [temp schema]", t, pl), "durable", "temp", t);
+      mt_tag(add_result("commits/s", K_RATE, mt_med[MT_CASE(MS_D_FILE, i)], mt_med[MT_CASE(MS_NAT_FULL, i)], lm,
+                        "8 durable 1-row commits, %d conn%s [one db file]", t, pl), "durable", "main", t);
+      mt_tag(add_result("commits/s", K_RATE, mt_med[MT_CASE(MS_APPLIED, i)], mt_med[MT_CASE(MS_NAT_NORMAL, i)], NAN,
+                        "9 applied 1-row commits, %d conn%s [temp schema]", t, pl), "applied", "temp", t);
+      mt_tag(add_result("commits/s", K_RATE, mt_med[MT_CASE(MS_WRITTEN, i)], mt_med[MT_CASE(MS_NAT_NORMAL, i)], NAN,
+                        "10 written 1-row commits, %d conn%s [temp schema]", t, pl), "written", "temp", t);
     }
-    for (int i = 0; i < 3; i++) {
-      const char *pl = mt_threads[i] > 1 ? "s" : "";
-      add_result("c/flush", K_COUNT, mt_cpf[3 * i + MT_D_TEMP], NAN, NAN, "8 commits per flush, %d thread%s [temp schema]",
-                 mt_threads[i], pl);
-      add_result("c/flush", K_COUNT, mt_cpf[3 * i + MT_D_FILE], NAN, NAN, "8 commits per flush, %d thread%s [one db file]",
-                 mt_threads[i], pl);
+    for (int i = 0; i < MT_NTHREADS; i++) {
+      const int t = mt_threads[i];
+      const char *pl = t > 1 ? "s" : "";
+      add_result("c/flush", K_COUNT, mt_cpf[MT_CASE(MS_D_TEMP, i)], NAN, NAN, "8 commits per flush, durable, %d conn%s [temp]", t, pl);
+      add_result("c/flush", K_COUNT, mt_cpf[MT_CASE(MS_D_FILE, i)], NAN, NAN, "8 commits per flush, durable, %d conn%s [one file]", t,
+                 pl);
+      add_result("c/flush", K_COUNT, mt_cpf[MT_CASE(MS_APPLIED, i)], NAN, NAN, "9 commits per flush, applied, %d conn%s", t, pl);
+      add_result("c/flush", K_COUNT, mt_cpf[MT_CASE(MS_WRITTEN, i)], NAN, NAN, "10 commits per flush, written, %d conn%s", t, pl);
     }
-    add_result("commits/s", K_RATE, mt_med[MT_A], mt_med[MT_AN], NAN, "9 applied 1-row commits, 1 connection");
-    add_result("c/flush", K_COUNT, mt_cpf[MT_A], NAN, NAN, "9 commits per flush, applied, 1 connection");
     add_result("ms", K_TIME, lag_med, NAN, NAN, "9 applied: COMMIT to row in primary, median");
     add_result("ms", K_TIME, lag_max, NAN, NAN, "9 applied: COMMIT to row in primary, max");
-    add_result("commits/s", K_RATE, mt_med[MT_W1], mt_med[MT_W1N], NAN, "10 written 1-row commits, 1 thread [temp schema]");
-    add_result("commits/s", K_RATE, mt_med[MT_W4], mt_med[MT_W4N], NAN, "10 written 1-row commits, 4 threads [temp schema]");
-    add_result("c/flush", K_COUNT, mt_cpf[MT_W1], NAN, NAN, "10 commits per flush, written, 1 thread");
-    add_result("c/flush", K_COUNT, mt_cpf[MT_W4], NAN, NAN, "10 commits per flush, written, 4 threads");
 
     for (int i = 0; i < 6; i++) {
       if (all[i]->setup && sqlite3_close(all[i]->setup) != SQLITE_OK) die("close: %s", sqlite3_errmsg(all[i]->setup));
@@ -2015,12 +2035,12 @@ int main(int argc, char **argv) {
   add_target(c_ts_d / e_new, 1, 20.0, NULL, "ephemeral 1-row commits (new key) >= 20x durable commits");
   add_target(e_syscw < 0 ? NAN : (double)e_syscw, 0, 0.0, "write syscalls during the ephemeral commits", "ephemeral writes touch no disk");
   add_target(b_ts.hwm * 1024.0 / raw_bytes, 0, 3.0, NULL, "bulk-load peak RSS <= 3x raw bytes of keys+values");
-  add_target(mt_med[MT_D_TEMP] / mt_l1, 1, 0.9, NULL, "durable 1-row commits, 1 thread >= 0.9x raw LMDB 2 envs, 2 threads");
-  for (int i = 1; i < 3; i++) {
-    add_target(mt_med[3 * i + MT_D_TEMP] / mt_med[3 * i + MT_D_NAT], 1, 2.0, NULL,
+  add_target(mt_med[MT_CASE(MS_D_TEMP, 0)] / mt_l1, 1, 0.9, NULL, "durable 1-row commits, 1 thread >= 0.9x raw LMDB 2 envs, 2 threads");
+  for (int i = 1; i < MT_NTHREADS; i++) {
+    add_target(mt_med[MT_CASE(MS_D_TEMP, i)] / mt_med[MT_CASE(MS_NAT_FULL, i)], 1, 2.0, NULL,
                "durable 1-row commits, %d threads (temp schema) >= 2.0x native FULL", mt_threads[i]);
   }
-  add_target(mt_med[MT_A] / mt_med[MT_AN], 1, 2.0, applied_ok ? NULL : "'applied' not available in this build",
+  add_target(mt_med[MT_CASE(MS_APPLIED, 0)] / mt_med[MT_CASE(MS_NAT_NORMAL, 0)], 1, 2.0, applied_ok ? NULL : "'applied' not available in this build",
              "applied 1-row commits >= 2.0x native+backup synchronous=NORMAL");
 
   /* The report: stdout, FILE and FILE.jsonl. */
@@ -2126,10 +2146,12 @@ int main(int argc, char **argv) {
              "  commits per flush = commits / LMDB write transactions of the primary during the timed commits\n"
              "  (me_last_txnid, read in a forked child; 'sync' before and after).\n",
           mt_per * mt_rounds, WARMUP_COMMITS, mt_rounds);
-  fprintf(t, "- applied (9): durability='applied' (default flush_interval), 1 connection, %d commits, against native\n"
-             "  at NORMAL. Flush lag: every %dth commit, from COMMIT returning until a forked process that polls\n"
-             "  the primary (a new LMDB read transaction every 0.1 ms) finds the row; %d samples",
-          mt_per_a * mt_rounds, LAG_EVERY, lag_n);
+  fprintf(t, "- applied (9): durability='applied' (default flush_interval), %d commits per connection, as native\n"
+             "  at NORMAL (9 and 10 share those native runs); written (10): %d per connection. Flush lag: a\n"
+             "  run of its own (1 connection, not in the commits/s rows): every %dth commit, from COMMIT returning\n"
+             "  until a forked process that polls the primary (a new LMDB read transaction every 0.1 ms) finds\n"
+             "  the row; %d samples",
+          mt_per_a * mt_rounds, mt_per * mt_rounds, LAG_EVERY, lag_n);
   if (lag_lost) fprintf(t, ", %d more not found within %.0f s", lag_lost, LAG_GIVE_UP_NS * 1e-9);
   fprintf(t, ".\n");
   if (!applied_ok) fprintf(t, "  This build refuses durability='applied' (%s): its figures are '-'.\n", mt_refused);
@@ -2195,6 +2217,10 @@ int main(int argc, char **argv) {
     json_num(f, "lmdb", r->lm);
     json_num(f, "ts_vs_native", r->kind == K_RATIO ? NAN : ratio(r, r->nat));
     json_num(f, "ts_vs_lmdb", r->kind == K_RATIO ? NAN : ratio(r, r->lm));
+    if (r->level) json_str(f, "level", r->level);
+    if (r->schema) json_str(f, "schema", r->schema);
+    if (r->connections) json_num(f, "connections", r->connections);
+    if (r->keys) json_num(f, "keys", (double)r->keys);
     fprintf(f, "}\n");
   }
   for (int i = 0; i < nT; i++) {

@@ -8,7 +8,9 @@
 # The data lives in build-release/bench-data (on the disk that holds the
 # repository; each run uses a fresh run-PID directory there and removes it).
 # Reports: bench/results.txt (+ results.jsonl), and with --1m also
-# bench/results-1m.txt (+ results-1m.jsonl).
+# bench/results-1m.txt (+ results-1m.jsonl); then bench/plot.py draws
+# docs/img/commits.svg and docs/img/pages.svg from them (gnuplot; the page
+# figure from the 1,000,000-row run when there is one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +23,10 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+if ! command -v gnuplot >/dev/null; then
+  echo "tierstore: bench/run.sh draws its figures with gnuplot, which is not installed (Debian: apt-get install gnuplot-nox)" >&2
+  exit 1
+fi
 if [ ! -f build-release/build.ninja ]; then
   meson setup build-release --buildtype=release >/dev/null
 fi
@@ -36,4 +42,10 @@ cd build-release
 if [ "$big" = 1 ]; then
   echo
   ./bench/bench --rows 1000000 --dir ./bench-data --out "$src/bench/results-1m.txt" --label "$label" "$@"
+fi
+cd "$src"
+if [ "$big" = 1 ]; then
+  /usr/bin/python3 bench/plot.py bench/results.jsonl bench/results-1m.jsonl --out docs/img
+else
+  /usr/bin/python3 bench/plot.py bench/results.jsonl --out docs/img
 fi
